@@ -1,0 +1,38 @@
+"""``python -m servers feed|qrlogin|balancer|cluster ...`` (BRIEF §4).
+
+Each sub-command lives in its own module, imported only when used, that provides
+``add_arguments(parser)`` and ``main(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "feed": ("servers.feed.cli", "the feed server: one event stream by every push technique"),
+    "qrlogin": ("servers.qrlogin.cli", "the QR-login app server"),
+    "balancer": ("servers.balancer.cli", "a load balancer in front of backends"),
+    "cluster": ("servers.cluster_cli", "N QR-login servers (processes) behind a balancer"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m servers", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text)
+        try:
+            importlib.import_module(module).add_arguments(sub_parser)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            sub_parser.set_defaults(missing=module)
+    args = parser.parse_args(argv)
+    if getattr(args, "missing", None):
+        parser.error(f"{args.command!r} is not built yet ({args.missing} is missing)")
+    return importlib.import_module(COMMANDS[args.command][0]).main(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

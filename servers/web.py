@@ -1,0 +1,132 @@
+"""What every handler of every server shares: ``X-Served-By``, JSON errors, JSON bodies.
+
+The contract (BRIEF §3): every response carries ``X-Served-By: <server name>``, and every error
+is JSON ``{"error": "<code>", "detail": "<human sentence>"}`` with a 4xx status, never Tornado's
+HTML traceback page.
+"""
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+import tornado.web
+import tornado.websocket
+
+
+class ApiError(tornado.web.HTTPError):
+    """An error with a machine-readable code and a sentence for a human.
+
+    ``raise ApiError(404, "unknown_ticket", "No ticket with id 'abc' exists.")``
+    """
+
+    def __init__(self, status: int, code: str, detail: str, **extra: Any) -> None:
+        super().__init__(status)
+        self.code = code
+        self.detail = detail
+        self.extra = extra
+
+
+def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
+    return {"error": code, "detail": detail, **extra}
+
+
+class ServedByMixin:
+    """Adds ``X-Served-By`` to every response, the 101 of a WebSocket upgrade included."""
+
+    def set_default_headers(self) -> None:  # type: ignore[override]
+        self.set_header("X-Served-By", getattr(self.application, "name", "server"))  # type: ignore[attr-defined]
+
+
+class BaseHandler(ServedByMixin, tornado.web.RequestHandler):
+    """Base of every HTTP handler: JSON in, JSON out, JSON errors."""
+
+    def write_json(self, obj: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(obj, separators=(",", ":")))
+
+    def json_body(self, required: tuple[str, ...] = ()) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400 that says what is wrong with it."""
+        try:
+            body = json.loads(self.request.body or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ApiError(400, "bad_json", f"The request body is not valid JSON: {exc}.") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad_json", "The request body must be a JSON object, e.g. {\"data\": 1}.")
+        missing = [key for key in required if key not in body]
+        if missing:
+            raise ApiError(400, "missing_field", f"The JSON body lacks the field(s): {', '.join(missing)}.")
+        return body
+
+    def int_argument(self, name: str, default: int | None = None, minimum: int | None = None) -> int | None:
+        raw = self.get_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ApiError(400, "bad_argument", f"Query argument {name!r} must be an integer, not {raw!r}.") from None
+        if minimum is not None and value < minimum:
+            raise ApiError(400, "bad_argument", f"Query argument {name!r} must be at least {minimum}.")
+        return value
+
+    def float_argument(self, name: str, default: float | None = None, minimum: float = 0.0,
+                       maximum: float | None = None) -> float | None:
+        raw = self.get_argument(name, None)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ApiError(400, "bad_argument", f"Query argument {name!r} must be a number, not {raw!r}.") from None
+        if not (value >= minimum) or (maximum is not None and value > maximum):
+            bound = f" and at most {maximum}" if maximum is not None else ""
+            raise ApiError(400, "bad_argument", f"Query argument {name!r} must be at least {minimum}{bound}.")
+        return value
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError):
+            body = error_body(exc.code, exc.detail, **exc.extra)
+        elif isinstance(exc, tornado.web.MissingArgumentError):
+            body = error_body("missing_argument", f"The query argument {exc.arg_name!r} is required.")
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message and status_code < 500:
+            body = error_body(_code_for(status_code), exc.log_message % exc.args if exc.args else exc.log_message)
+        else:
+            body = error_body(_code_for(status_code), _detail_for(status_code))
+        self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.finish(json.dumps(body, separators=(",", ":")))
+
+
+def _code_for(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "error"
+
+
+def _detail_for(status: int) -> str:
+    if status == 404:
+        return "No such route on this server."
+    if status == 405:
+        return "This route does not accept that HTTP method."
+    if status >= 500:
+        return "The server failed while handling this request; it is logged on the server."
+    try:
+        return HTTPStatus(status).description or HTTPStatus(status).phrase
+    except ValueError:
+        return "Request refused."
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown routes: a JSON 404 instead of Tornado's HTML page."""
+
+    def prepare(self) -> None:
+        raise ApiError(404, "not_found", f"No route {self.request.path!r} on this server.")
+
+
+class BaseWebSocketHandler(ServedByMixin, tornado.websocket.WebSocketHandler):
+    """Base of every WebSocket handler: ``X-Served-By`` on the 101 and JSON errors before it."""
+
+    write_error = BaseHandler.write_error

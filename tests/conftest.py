@@ -1,0 +1,79 @@
+"""Fixtures shared by the tests: real Redis, real headless Chromium, clean server registry."""
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+import servers
+
+
+def chromium_path() -> str | None:
+    """Debian's Chromium (or CHROMIUM=path); Playwright drives it through executable_path."""
+    for candidate in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                      shutil.which("google-chrome")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+# Flags for root inside a sandbox with no network but loopback (see the machine notes in README).
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """A real headless Chromium, driven by Playwright; skipped with a reason where it is missing."""
+    path = chromium_path()
+    if path is None:
+        pytest.skip("Chromium not found: install it (Debian: apt-get install chromium) or set CHROMIUM=path")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright Python package is not installed (pip install -e '.[test]')")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server():
+    """A real redis-server on a free loopback port for the whole session."""
+    from servers.redisproc import RedisMissing, start_redis
+
+    try:
+        handle = start_redis()
+    except RedisMissing as exc:
+        pytest.skip(str(exc))
+    yield handle
+    handle.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """The session's Redis, emptied before each test."""
+    redis_server.client().flushall()
+    return redis_server.url
+
+
+@pytest.fixture(autouse=True)
+def _stop_servers():
+    """Every test leaves no in-process server running."""
+    yield
+    servers.stop_all()
+
+
+def nginx_path() -> str | None:
+    return shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or None
