@@ -26,7 +26,8 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-__all__ = ["ServerApp", "ServerHandle", "serve", "running", "stop_all", "call", "run", "server_loop"]
+__all__ = ["ServerApp", "ServerHandle", "serve", "running", "stop_all", "call", "run", "server_loop",
+           "track", "untrack", "tracked"]
 
 
 class ServerApp(tornado.web.Application):
@@ -98,7 +99,16 @@ def _on_server_loop() -> bool:
 def run(coro: Awaitable[Any], timeout: float | None = 30) -> Any:
     """Run a coroutine on the server loop and wait for its result (blocking; not from that loop)."""
     if _on_server_loop():
+        if asyncio.iscoroutine(coro):
+            coro.close()  # never awaited: close it so Python does not warn about it
         raise RuntimeError("run() would deadlock: called from the server loop itself; await instead")
+    if not asyncio.iscoroutine(coro):  # a Future or other awaitable: await it inside a coroutine
+        awaitable = coro
+
+        async def await_it() -> Any:
+            return await awaitable
+
+        coro = await_it()
     future = asyncio.run_coroutine_threadsafe(coro, server_loop())
     try:
         return future.result(timeout)
@@ -202,7 +212,10 @@ class ServerHandle:
         try:
             await asyncio.wait_for(self._server.close_all_connections(), 2)
         except (asyncio.TimeoutError, Exception):
-            self._drop_streams()
+            pass
+        # close_all_connections does not see connections handed over to a WebSocket handler
+        # (they are detached from the HTTP server): close whatever is still open.
+        self._drop_streams()
 
     async def _crash(self) -> None:
         self._server.stop()
@@ -266,8 +279,35 @@ def serve(app: ServerApp, *, host: str = "127.0.0.1", port: int = 0, replace: bo
     return handle
 
 
+# Other things started on the server loop (taps, balancers) that stop_all() must stop too,
+# by name: starting one under a name already in use lets the caller stop the old one first.
+_tracked: dict[str, Any] = {}
+
+
+def track(name: str, resource: Any) -> None:
+    """Remember ``resource`` (anything with ``stop()``) so that :func:`stop_all` stops it."""
+    _tracked[name] = resource
+
+
+def untrack(resource: Any) -> None:
+    """Forget ``resource`` (called by its own ``stop()``)."""
+    for name in [n for n, r in _tracked.items() if r is resource]:
+        del _tracked[name]
+
+
+def tracked(name: str) -> Any:
+    """The resource tracked under ``name``, or None."""
+    return _tracked.get(name)
+
+
 def stop_all() -> None:
-    """Stop every in-process server (also done when the interpreter or kernel exits)."""
+    """Stop every in-process server and tracked resource (also done when the interpreter exits)."""
+    for resource in list(_tracked.values()):
+        try:
+            resource.stop()
+        except Exception:
+            pass
+    _tracked.clear()
     for handle in list(_registry.values()):
         try:
             handle.stop()

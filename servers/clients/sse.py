@@ -1,0 +1,154 @@
+"""SSE clients that parse with :class:`servers.wire.sse.SSEParser` and resume with Last-Event-ID.
+
+- :class:`SSEStream` (sync, ``requests``): iterate it in a cell; on a dropped connection it waits
+  the server's ``retry`` delay and reconnects with ``Last-Event-ID``, as a browser does.
+- :class:`AsyncSSEStream` (asyncio streams): ``async for`` over it; cheap enough to open hundreds.
+
+Both yield feed events (dicts with ``seq``, ``data``, ``sent_at``, ``received_at``) and, for a
+named ``gap`` event, ``{"type": "gap", "missed": {...}, "received_at": ...}``. ``reconnects``
+counts reconnections; ``last_event_id`` is what would be sent on the next one.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from typing import Any, AsyncIterator, Iterator
+
+import requests
+
+from servers.clients._common import base_url, stamp
+from servers.wire.sse import SSEEvent, SSEParser
+
+__all__ = ["SSEStream", "AsyncSSEStream", "sse_message"]
+
+
+def sse_message(event: SSEEvent) -> dict[str, Any]:
+    """An SSE event of the feed as a dict: the event JSON, or a typed notice for named events."""
+    received_at = time.time()
+    if event.event == "message":
+        return stamp(json.loads(event.data), received_at)
+    try:
+        payload = json.loads(event.data)
+    except ValueError:
+        payload = {"data": event.data}
+    if not isinstance(payload, dict):
+        payload = {"data": payload}
+    return stamp({"type": event.event, **payload}, received_at)
+
+
+class SSEStream:
+    """``for event in SSEStream(feed, last_event_id=0): ...`` - a resuming SSE reader.
+
+    ``reconnect``: reconnect after a dropped stream (up to ``max_reconnects``, default unlimited).
+    ``read_timeout``: seconds without any byte (heartbeats count) before giving up on a read.
+    """
+
+    def __init__(self, server: Any, last_event_id: int | str | None = None, reconnect: bool = True,
+                 max_reconnects: int | None = None, read_timeout: float = 60.0, path: str = "/feed/sse") -> None:
+        self.url = base_url(server) + path
+        self.last_event_id = "" if last_event_id is None else str(last_event_id)
+        self.reconnect = reconnect
+        self.max_reconnects = max_reconnects
+        self.read_timeout = read_timeout
+        self.reconnects = 0
+        self.retry_ms = 3000  # until the server says otherwise (Chromium's default is about 3 s)
+        self._session = requests.Session()
+        self._response: requests.Response | None = None
+        self._closed = False
+
+    def __enter__(self) -> "SSEStream":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        if self._response is not None:
+            self._response.close()
+        self._session.close()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        while not self._closed:
+            headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+            if self.last_event_id:
+                headers["Last-Event-ID"] = self.last_event_id
+            try:
+                self._response = self._session.get(self.url, headers=headers, stream=True,
+                                                   timeout=(10, self.read_timeout))
+                if self._response.status_code == 204:
+                    return  # the server says: stop reconnecting
+                if self._response.status_code != 200:
+                    raise RuntimeError(f"GET {self.url} -> {self._response.status_code}: {self._response.text}")
+                parser = SSEParser()
+                parser.last_event_id = self.last_event_id
+                for chunk in self._response.iter_content(chunk_size=None):
+                    events = parser.feed(chunk)
+                    if parser.retry is not None:
+                        self.retry_ms = parser.retry
+                    for event in events:
+                        self.last_event_id = event.id
+                        yield sse_message(event)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+                pass  # the stream was cut: reconnect below
+            finally:
+                if self._response is not None:
+                    self._response.close()
+            if self._closed or not self.reconnect or (
+                    self.max_reconnects is not None and self.reconnects >= self.max_reconnects):
+                return
+            self.reconnects += 1
+            time.sleep(self.retry_ms / 1000)
+
+
+class AsyncSSEStream:
+    """``async for event in AsyncSSEStream(feed): ...`` - one SSE connection over asyncio streams.
+
+    No reconnection (a measurement wants to see the drop); ``close()`` ends it at once.
+    """
+
+    def __init__(self, server: Any, last_event_id: int | str | None = None, path: str = "/feed/sse") -> None:
+        self.url = base_url(server) + path
+        self.last_event_id = "" if last_event_id is None else str(last_event_id)
+        self._writer: asyncio.StreamWriter | None = None
+        self.status: int | None = None
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+    async def __aiter__(self) -> AsyncIterator[dict[str, Any]]:
+        parts = urllib.parse.urlsplit(self.url)
+        reader, self._writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
+        if self.last_event_id:
+            request += f"Last-Event-ID: {self.last_event_id}\r\n"
+        self._writer.write((request + "\r\n").encode("latin-1"))
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+            self.status = int(head.split(b" ", 2)[1])
+            if self.status != 200:
+                raise RuntimeError(f"GET {self.url} -> {self.status}")
+            chunked = b"transfer-encoding: chunked" in head.lower()
+            parser = SSEParser()
+            while True:
+                if chunked:
+                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                    if size == 0:
+                        return
+                    data = await reader.readexactly(size + 2)
+                    data = data[:-2]
+                else:
+                    data = await reader.read(65536)
+                    if not data:
+                        return
+                for event in parser.feed(data):
+                    self.last_event_id = parser.last_event_id
+                    yield sse_message(event)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            self._writer.close()

@@ -1,0 +1,274 @@
+"""A cluster: N QR-login servers (A, B, C, ...), one Redis, a balancer in front, and the clients.
+
+This is the seed's story made runnable: the browser's push connection lands on one server, the
+phone's confirm on another, and with no fix the login never completes. From a cell::
+
+    from servers import start_cluster
+    cluster = start_cluster(n=2, policy="round_robin")       # balancer="nginx" for real nginx
+    cluster.url                                              # what clients use: the balancer
+    cluster.routing_log()                                    # where each request went
+    cluster.crash("A")                                       # lesson 09
+    cluster.stop()
+
+Servers run in-process by default (fast, and a learner can inspect them: ``cluster.servers["A"].app``);
+``processes=True`` starts each as ``python -m servers qrlogin`` (what ``python -m servers cluster``
+does), so a crash is a real SIGKILL. Starting a cluster under a name already in use stops the old
+one first, so re-running a cell never leaves servers behind. In-process servers are registered
+under their names (A, B, ...), so one process runs one in-process cluster at a time.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from servers.balancer import BalancerHandle, start_balancer
+
+__all__ = ["start_cluster", "ClusterHandle", "ServerProcess", "server_names"]
+
+
+def server_names(n: int) -> list[str]:
+    """``A``, ``B``, ... ``Z``, then ``S27``, ``S28`` ..."""
+    return [chr(ord("A") + i) if i < 26 else f"S{i + 1}" for i in range(n)]
+
+
+class ServerProcess:
+    """A QR-login server in a child process (``python -m servers qrlogin``): ``name``, ``url``,
+    ``pid``, ``stop()`` (SIGTERM, then SIGKILL), ``crash()`` (SIGKILL at once)."""
+
+    def __init__(self, name: str, fix: str, redis_url: str, host: str = "127.0.0.1", ticket_ttl: float = 120,
+                 timeout: float = 30) -> None:
+        self.name = name
+        self._log = tempfile.NamedTemporaryFile(prefix=f"spl-qrlogin-{name}-", suffix=".log", delete=False)
+        args = [sys.executable, "-m", "servers", "qrlogin", "--port", "0", "--host", host, "--name", name,
+                "--fix", fix, "--redis", redis_url, "--ticket-ttl", str(ticket_ttl)]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                        text=True, env=env, cwd=_package_root())
+        self.info = self._read_ready_line(timeout)
+        self.url: str = self.info["url"]
+        self.ws_url = self.url.replace("http", "ws", 1)
+        self.pid = self.process.pid
+        self.state = "running"
+
+    def _read_ready_line(self, timeout: float) -> dict[str, Any]:
+        """Wait for the child's one JSON line (its readiness event), or fail with its stderr."""
+        lines: "queue.Queue[str]" = queue.Queue()
+        stdout = self.process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            except queue.Empty:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"QR-login server {self.name} did not start:\n{self.stderr_tail()}") from None
+                continue
+            try:
+                info = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(info, dict) and "url" in info:
+                return info
+
+    def __repr__(self) -> str:
+        return f"<ServerProcess {self.name} {self.url if hasattr(self, 'url') else ''} pid={self.process.pid} {getattr(self, 'state', '')}>"
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def crash(self) -> None:
+        """SIGKILL: the process dies with every connection, as a crashed machine would."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.state = "crashed"
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.state = "stopped"
+        if self.process.stdout:
+            self.process.stdout.close()
+        self._log.close()
+        try:
+            os.unlink(self._log.name)
+        except OSError:
+            pass
+
+
+def _package_root() -> str:
+    """The directory that holds the ``servers`` package, so ``python -m servers`` finds it."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+class ClusterHandle:
+    """N servers, one Redis, a balancer: ``url``, ``servers`` (name → handle), ``balancer``,
+    ``redis_url``, ``routing_log()``, ``crash(name)``, ``browser(transport)``, ``phone()``,
+    ``login_once(transport)``, ``stop()``; a context manager."""
+
+    def __init__(self, name: str, servers: dict[str, Any], balancer: BalancerHandle, redis_url: str,
+                 redis: Any, transport: str | None, fix: str) -> None:
+        self.name = name
+        self.servers = servers
+        self.balancer = balancer
+        self.redis_url = redis_url
+        self._redis = redis  # a RedisHandle we started (stopped with the cluster), or None
+        self.transport = transport
+        self.fix = fix
+        self.policy = balancer.policy
+        self.url = balancer.url
+        self.ws_url = balancer.ws_url
+        self.state = "running"
+
+    def __repr__(self) -> str:
+        return (f"<ClusterHandle {self.name} {self.url} servers={list(self.servers)} policy={self.policy} "
+                f"fix={self.fix} balancer={self.balancer.kind} {self.state}>")
+
+    def __enter__(self) -> "ClusterHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def routing_log(self):
+        """The balancer's routing log (a DataFrame): which server got each request."""
+        return self.balancer.routing_log()
+
+    def crash(self, name: str) -> None:
+        """Crash server ``name`` (in-process: every connection dropped; a process: SIGKILL)."""
+        try:
+            server = self.servers[name]
+        except KeyError:
+            raise KeyError(f"no server named {name!r} in this cluster; it has {', '.join(self.servers)}") from None
+        server.crash()
+
+    # -- the simulated clients -----------------------------------------------------------------
+    def browser(self, transport: str | None = None, source_address: str = "127.0.0.2", **kwargs: Any):
+        """A simulated browser (its own cookie jar, from 127.0.0.2) talking to the balancer."""
+        from servers.clients.qr import Browser
+
+        return Browser(self.url, transport or self.transport or "sse", source_address=source_address, **kwargs)
+
+    def phone(self, source_address: str = "127.0.0.3", **kwargs: Any):
+        """A simulated phone (another client: its own address 127.0.0.3 and no cookies)."""
+        from servers.clients.qr import Phone
+
+        return Phone(self.url, source_address=source_address, **kwargs)
+
+    def login_once(self, transport: str | None = None, timeout: float = 2.0, **kwargs: Any):
+        """One whole login through the balancer (browser and phone): see ``servers.clients.qr.login_once``."""
+        from servers.clients.qr import login_once
+
+        return login_once(self.url, transport or self.transport or "sse", timeout, **kwargs)
+
+    def stop(self) -> None:
+        """Stop the balancer, every server and the Redis this cluster started."""
+        if self.state == "stopped":
+            return
+        self.state = "stopped"
+        errors = []
+        for step in [self.balancer.stop, *[s.stop for s in self.servers.values()],
+                     *([self._redis.stop] if self._redis is not None else [])]:
+            try:
+                step()
+            except Exception as exc:  # stop everything else even if one part fails
+                errors.append(exc)
+        if _live.get(self.name) is self:
+            del _live[self.name]
+        if errors:
+            raise errors[0]
+
+
+# Clusters running in this process, by name: starting one under a used name stops the old one
+# (re-running a notebook cell), and whatever still runs at exit is stopped.
+_live: dict[str, ClusterHandle] = {}
+
+
+@atexit.register
+def _stop_live() -> None:
+    for cluster in list(_live.values()):
+        try:
+            cluster.stop()
+        except Exception:
+            pass
+
+
+def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", balancer: str = "python",
+                  transport: str | None = None, redis_url: str | None = None, processes: bool = False,
+                  names: list[str] | None = None, *, name: str = "cluster", host: str = "127.0.0.1",
+                  port: int = 0, ticket_ttl: float = 120, connect_timeout: float = 3.0,
+                  seed: int | None = None) -> ClusterHandle:
+    """Start ``n`` QR-login servers behind a balancer (``"python"``, ours, or ``"nginx"``).
+
+    ``policy`` defaults to ``round_robin``, or ``ticket_hash`` when ``fix="ticket_hash"`` (that fix
+    *is* the policy). Redis: ``redis_url``, else ``REDIS_URL``, else a fresh ``redis-server`` that
+    the cluster stops with itself. ``transport`` is the default for ``browser()``/``login_once()``.
+    ``port`` is the balancer's (0: a free one).
+    """
+    from servers.redisproc import redis_url_from_env, start_redis
+
+    if n < 1:
+        raise ValueError(f"a cluster needs at least one server, not n={n}")
+    names = list(names) if names is not None else server_names(n)
+    if len(names) != n or len(set(names)) != n:
+        raise ValueError(f"names must be {n} distinct names, got {names}")
+    policy = policy or ("ticket_hash" if fix == "ticket_hash" else "round_robin")
+    old = _live.get(name)
+    if old is not None:
+        old.stop()
+
+    redis = None
+    url = redis_url or redis_url_from_env()
+    if url is None:
+        redis = start_redis()
+        url = redis.url
+    started: dict[str, Any] = {}
+    lb = None
+    try:
+        for server_name in names:
+            if processes:
+                started[server_name] = ServerProcess(server_name, fix, url, host=host, ticket_ttl=ticket_ttl)
+            else:
+                from servers.qrlogin.app import start_qrlogin
+
+                started[server_name] = start_qrlogin(server_name, fix=fix,
+                                                     redis_url=url, host=host, ticket_ttl=ticket_ttl)
+        lb = start_balancer([f"{k}={v.url}" for k, v in started.items()], policy, kind=balancer,
+                            name=f"{name}-lb", host=host, port=port, connect_timeout=connect_timeout,
+                            seed=seed)
+    except BaseException:
+        for server in started.values():
+            try:
+                server.stop()
+            except Exception:
+                pass
+        if redis is not None:
+            redis.stop()
+        raise
+    cluster = ClusterHandle(name, started, lb, url, redis, transport, fix)
+    _live[name] = cluster
+    return cluster

@@ -1,0 +1,53 @@
+"""``python -m servers cluster --port P --servers N --policy ... --fix ... --balancer python|nginx [--redis URL]``.
+
+The app servers are separate processes (``python -m servers qrlogin``); ``--port`` is the
+balancer's. Prints one JSON line when ready: ``{"url": <the balancer's URL>, "servers": {name:
+url}, "redis": url, "balancer", "policy", "fix", "pids": {name: pid}, "pid"}``. On SIGINT/SIGTERM
+it stops its children (servers, nginx, the Redis it started) before it exits.
+"""
+from __future__ import annotations
+
+import os
+
+from servers import cli
+
+
+def add_arguments(parser) -> None:
+    from servers.balancer.policies import POLICIES
+
+    try:
+        from servers.qrlogin.fixes import FIXES
+
+        fixes = sorted(FIXES)
+    except ImportError:  # pragma: no cover - the QR app is missing
+        fixes = None
+    parser.add_argument("--port", type=int, default=0, help="the balancer's port (0: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (balancer and servers)")
+    parser.add_argument("--servers", type=int, default=2, metavar="N", help="how many QR-login servers")
+    parser.add_argument("--policy", default=None, choices=POLICIES,
+                        help="balancer policy (default: round_robin; ticket_hash with --fix ticket_hash)")
+    parser.add_argument("--fix", default="none", choices=fixes, help="the fix the servers run")
+    parser.add_argument("--balancer", default="python", choices=("python", "nginx"), help="ours or real nginx")
+    parser.add_argument("--redis", default=None, metavar="URL", help="shared Redis (default: REDIS_URL or start one)")
+    parser.add_argument("--ticket-ttl", type=float, default=120, help="seconds a ticket stays valid")
+
+
+def main(args) -> int:
+    from servers.cluster import start_cluster
+
+    clusters = []
+
+    def start() -> dict:
+        cluster = start_cluster(args.servers, args.policy, fix=args.fix, balancer=args.balancer,
+                                redis_url=args.redis, processes=True, host=args.host, port=args.port,
+                                ticket_ttl=args.ticket_ttl)
+        clusters.append(cluster)
+        return {"url": cluster.url, "servers": {n: s.url for n, s in cluster.servers.items()},
+                "redis": cluster.redis_url, "balancer": args.balancer, "policy": cluster.policy, "fix": args.fix,
+                "pids": {n: s.pid for n, s in cluster.servers.items()}, "pid": os.getpid()}
+
+    def stop() -> None:
+        for cluster in clusters:
+            cluster.stop()
+
+    return cli.run_until_signal(start, stop)

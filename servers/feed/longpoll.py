@@ -1,0 +1,44 @@
+"""Long polling: ``GET /feed/longpoll?after=N&timeout=S``.
+
+The request is held open until an event with seq > N exists, then answered; after ``S``
+seconds (default 30) with nothing new it is answered with ``{"events": []}``, and the client
+asks again. Each held request is a *waiter*: a future in ``app.waiters`` that ``publish``
+resolves. When the client goes away first, ``on_connection_close`` cancels its future, so no
+waiter leaks (``app.waiter_count`` drops back to 0) - the pattern of Tornado's ``demos/chat``.
+"""
+from __future__ import annotations
+
+import asyncio
+
+from servers.feed.polling import events_body
+from servers.web import BaseHandler
+
+__all__ = ["LongPollHandler"]
+
+MAX_TIMEOUT = 300.0
+
+
+class LongPollHandler(BaseHandler):
+    waiter: asyncio.Future | None = None
+
+    async def get(self) -> None:
+        app = self.application
+        after = self.int_argument("after", default=0, minimum=0)
+        timeout = self.float_argument("timeout", default=30.0, minimum=0.0, maximum=MAX_TIMEOUT)
+        events, missed = app.buffer.since(after)
+        if not events and not missed and timeout > 0:
+            self.waiter = app.wait_for_event()
+            try:
+                await asyncio.wait_for(self.waiter, timeout)
+            except asyncio.TimeoutError:
+                pass  # nothing new: answer with no events, the client asks again
+            except asyncio.CancelledError:
+                return  # the client went away (on_connection_close): nobody to answer
+            finally:
+                app.waiters.discard(self.waiter)
+            events, missed = app.buffer.since(after)
+        self.write_json(events_body(events, missed))
+
+    def on_connection_close(self) -> None:
+        if self.waiter is not None:
+            self.waiter.cancel()

@@ -1,0 +1,45 @@
+"""Short polling and publishing: ``POST /feed/publish`` and ``GET /feed/poll?after=N``.
+
+Short polling is the simplest push there is: no push at all. The client asks "anything after
+N?" every few seconds and gets an answer at once, possibly empty. The cursor ``after`` is what
+makes it lossless: the client passes the last seq it saw. If the events it asks for have been
+dropped from the bounded buffer, the answer says so in ``missed`` (inclusive seq range)::
+
+    200 {"events": [...]}                                   # the usual case
+    200 {"events": [...], "missed": {"from": 3, "to": 41}}  # 3..41 no longer buffered
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from servers.web import ApiError, BaseHandler
+
+__all__ = ["PublishHandler", "PollHandler", "events_body"]
+
+
+def events_body(events: list[dict[str, Any]], missed: dict[str, int] | None) -> dict[str, Any]:
+    """The JSON body every HTTP read route answers with."""
+    body: dict[str, Any] = {"events": events}
+    if missed:
+        body["missed"] = missed
+    return body
+
+
+class PublishHandler(BaseHandler):
+    """``POST /feed/publish`` with ``{"data": <any JSON>}`` answers ``201 {"seq": n}``."""
+
+    def post(self) -> None:
+        limit = self.application.settings["max_publish_bytes"]
+        if len(self.request.body) > limit:
+            raise ApiError(413, "too_large", f"The body is {len(self.request.body)} bytes; the limit is {limit}.")
+        body = self.json_body(required=("data",))
+        event = self.application.publish(body["data"])
+        self.write_json({"seq": event["seq"]}, status=201)
+
+
+class PollHandler(BaseHandler):
+    """``GET /feed/poll?after=N``: the buffered events with seq > N, at once (possibly none)."""
+
+    def get(self) -> None:
+        after = self.int_argument("after", default=0, minimum=0)
+        self.write_json(events_body(*self.application.buffer.since(after)))

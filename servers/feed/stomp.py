@@ -1,0 +1,172 @@
+"""STOMP 1.2 over WebSocket: ``GET /stomp``, a small broker in the manner of Spring's simple broker.
+
+Destinations:
+
+- ``/topic/feed`` - SUBSCRIBE gets a MESSAGE per feed event (body: the event JSON, plus a
+  ``seq`` header); SEND publishes its JSON body (or text) as a feed event.
+- ``/topic/<x>`` - SEND broadcasts the body to every subscriber of ``/topic/<x>``.
+- ``/app/<x>`` - SEND goes to the handler mapped to ``/<x>`` with :func:`message_mapping`; its
+  return value (JSON-encoded) is sent to the :func:`send_to` destination, by default
+  ``/topic/<x>`` as in Spring. Anything else is an unknown destination: ERROR, then close.
+
+Spring's controller::
+
+    @MessageMapping("/hello") @SendTo("/topic/greetings")
+    public Greeting greet(HelloMessage message) {...}
+
+is here::
+
+    class Greetings:
+        @message_mapping("/hello")
+        @send_to("/topic/greetings")
+        def greet(self, message):               # message: the SEND body, JSON-decoded
+            return {"content": f"Hello, {message['name']}!"}
+
+    app = make_feed_app(stomp_controllers=[Greetings()])
+    # or, on a running server: handle.call(lambda app: app.stomp.add_controller(Greetings()))
+
+The decorators only mark the function (no global registry: several servers, several route
+tables); :meth:`StompBroker.add_controller` reads the marks. ``make_feed_app`` installs
+``GreetingController`` (exactly the mapping above) unless told otherwise.
+
+The per-connection protocol (CONNECT, heart-beats, SUBSCRIBE...) is in
+:mod:`servers.feed.stomp_session`.
+"""
+from __future__ import annotations
+
+import inspect
+import itertools
+import json
+from typing import Any, Callable
+
+from servers.wire.stomp import Frame
+
+__all__ = ["message_mapping", "send_to", "StompBroker", "GreetingController", "DestinationError"]
+
+
+def message_mapping(destination: str) -> Callable:
+    """Mark a handler for SEND frames to ``/app`` + ``destination`` (Spring's ``@MessageMapping``)."""
+    if not destination.startswith("/"):
+        raise ValueError("a mapping starts with '/', e.g. '/hello' for SEND to /app/hello")
+
+    def mark(fn: Callable) -> Callable:
+        fn._stomp_mapping = destination
+        return fn
+
+    return mark
+
+
+def send_to(destination: str) -> Callable:
+    """Where the handler's return value goes (Spring's ``@SendTo``); must be a ``/topic/...``."""
+    if not destination.startswith("/topic/"):
+        raise ValueError("@send_to needs a /topic/... destination")
+
+    def mark(fn: Callable) -> Callable:
+        fn._stomp_send_to = destination
+        return fn
+
+    return mark
+
+
+class DestinationError(Exception):
+    """A frame named a destination this broker does not serve (sent to the client as ERROR)."""
+
+
+class GreetingController:
+    """The demo controller of Spring's STOMP guide: ``/app/hello`` answers on ``/topic/greetings``."""
+
+    @message_mapping("/hello")
+    @send_to("/topic/greetings")
+    def greet(self, message: Any) -> dict:
+        name = message.get("name", "stranger") if isinstance(message, dict) else message
+        return {"content": f"Hello, {name}!"}
+
+
+class StompBroker:
+    """One per :class:`~servers.feed.app.FeedApp` (``app.stomp``): sessions, topics and ``/app`` routes."""
+
+    FEED_TOPIC = "/topic/feed"
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.sessions: set[Any] = set()
+        self.routes: dict[str, tuple[Callable, str]] = {}
+        self._message_ids = itertools.count(1)
+
+    # --- routes ---------------------------------------------------------------------------
+    def add_controller(self, controller: Any) -> list[str]:
+        """Register every ``@message_mapping`` method of ``controller`` (or one marked function)."""
+        candidates = [controller] if callable(controller) and hasattr(controller, "_stomp_mapping") else [
+            getattr(controller, name) for name in dir(controller) if not name.startswith("__")]
+        added = []
+        for fn in candidates:
+            mapping = getattr(fn, "_stomp_mapping", None)
+            if mapping is None:
+                continue
+            target = getattr(fn, "_stomp_send_to", None) or "/topic" + mapping
+            self.routes[mapping] = (fn, target)
+            added.append(mapping)
+        return added
+
+    async def dispatch(self, destination: str, frame: Frame) -> None:
+        """Run the handler mapped to ``/app/<x>`` and send its non-None return value on."""
+        route = self.routes.get(destination[len("/app"):])
+        if route is None:
+            known = ", ".join("/app" + m for m in sorted(self.routes)) or "none"
+            raise DestinationError(f"No @message_mapping for {destination!r}; mapped: {known}.")
+        fn, target = route
+        payload = decode_body(frame)
+        result = fn(payload, frame) if _wants_frame(fn) else fn(payload)
+        if inspect.isawaitable(result):
+            result = await result
+        if result is not None:
+            self.send(target, json.dumps(result).encode("utf-8"), "application/json")
+
+    # --- topics -----------------------------------------------------------------------------
+    def send(self, destination: str, body: bytes, content_type: str | None = None) -> None:
+        """A SEND to ``/topic/...``: the feed topic publishes an event, others broadcast."""
+        if destination == self.FEED_TOPIC:
+            self.app.publish(decode_body(Frame("SEND", {"content-type": content_type or ""}, body)))
+        elif destination.startswith("/topic/") and len(destination) > len("/topic/"):
+            self.broadcast(destination, body, content_type)
+        else:
+            raise DestinationError(f"Unknown destination {destination!r}: use /topic/<name> or /app/<name>.")
+
+    def broadcast(self, destination: str, body: bytes, content_type: str | None = None,
+                  extra: dict[str, str] | None = None) -> int:
+        """A MESSAGE to every subscription on ``destination``; returns how many were sent."""
+        sent = 0
+        for session in list(self.sessions):
+            for sub_id in session.subscriptions_to(destination):
+                headers = {"destination": destination, "message-id": str(next(self._message_ids)),
+                           "subscription": sub_id}
+                if content_type:
+                    headers["content-type"] = content_type
+                headers.update(extra or {})
+                session.send_frame(Frame("MESSAGE", headers, body))
+                sent += 1
+        return sent
+
+    def deliver_event(self, event: dict) -> None:
+        """Called by ``app.publish``: the event to every subscriber of ``/topic/feed``."""
+        if self.sessions:
+            body = json.dumps(event, separators=(",", ":")).encode("utf-8")
+            self.broadcast(self.FEED_TOPIC, body, "application/json", {"seq": str(event["seq"])})
+
+
+def decode_body(frame: Frame) -> Any:
+    """The SEND body as JSON when it parses (or says it is JSON), else as text."""
+    text = frame.text
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _wants_frame(fn: Callable) -> bool:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2

@@ -1,0 +1,127 @@
+"""WebSocket: ``GET /feed/ws``, full duplex.
+
+Server to client, every frame is a JSON object: an event carries ``seq``; anything else carries
+``type`` and no ``seq``::
+
+    {"seq": 7, "data": ..., "sent_at": ...}              an event
+    {"type": "ack", "published": 7}                      your {"publish": ...} became event 7
+    {"type": "gap", "missed": {"from": 3, "to": 41}}     events no longer buffered
+    {"type": "error", "error": "bad_json", "detail": "..."}
+
+Client to server: ``{"after": N}`` replays the buffered events with seq > N, then continues live
+without duplicates (``?after=N`` in the URL does the same at open); ``{"publish": <data>}``
+publishes an event, delivered to every subscriber, the sender included.
+
+Bad input: a text message that is not a JSON object of one of those shapes gets a
+``{"type": "error"}`` reply and the connection stays open (a learner typing in the page should
+not lose it); a binary message is closed with 1003 (unsupported data); a message over
+``websocket_max_message_size`` (64 KB by default) is closed by Tornado with 1009 (too big).
+A client more than ``outbox_limit`` messages behind is closed with 1008 (see
+:mod:`servers.feed.outbox`).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import tornado.websocket
+
+from servers.feed.outbox import Outbox
+from servers.web import ApiError, BaseWebSocketHandler
+
+__all__ = ["FeedWebSocketHandler"]
+
+
+class _Replay:
+    """An outbox item: "send the buffered events after ``after``, then go on live"."""
+
+    def __init__(self, after: int) -> None:
+        self.after = after
+
+
+class FeedWebSocketHandler(BaseWebSocketHandler):
+    kind = "ws"
+    outbox: Outbox | None = None
+    sender: asyncio.Task | None = None
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        raw = self.get_argument("after", None)
+        if raw is not None and not (raw.isdigit()):
+            raise ApiError(400, "bad_argument", f"Query argument 'after' must be an integer >= 0, not {raw!r}.")
+        await super().get(*args, **kwargs)
+
+    def open(self) -> None:
+        self.set_nodelay(True)
+        self.last_sent = 0  # highest seq sent: live events at or below it are not sent twice
+        self.outbox = Outbox(self.application.settings["outbox_limit"])
+        self.application.subscribers.add(self)
+        after = self.get_argument("after", None)
+        if after is not None:
+            self.outbox.put(_Replay(int(after)))
+        self.sender = asyncio.ensure_future(self._send_loop())
+
+    def deliver(self, event: dict) -> None:
+        if not self.outbox.put(event) and not self.outbox.closed:
+            self.application.count_dropped(self)
+            self.application.subscribers.discard(self)
+            self.outbox.close()
+            self.close(1008, f"too slow: more than {self.outbox.limit} messages waiting")
+
+    def notify(self, message: dict) -> None:
+        """Queue a non-event message (it has ``type``, never ``seq``)."""
+        self.outbox.put(message)
+
+    async def _send_loop(self) -> None:
+        buffer = self.application.buffer
+        try:
+            while True:
+                item = await self.outbox.get()
+                if item is None:
+                    return
+                if isinstance(item, _Replay):
+                    events, missed = buffer.since(item.after)
+                    if missed:
+                        await self._send({"type": "gap", "missed": missed})
+                    for event in events:
+                        await self._send(event)
+                        self.last_sent = max(self.last_sent, event["seq"])
+                elif "seq" in item:
+                    if item["seq"] > self.last_sent:
+                        await self._send(item)
+                        self.last_sent = item["seq"]
+                else:
+                    await self._send(item)
+        except tornado.websocket.WebSocketClosedError:
+            pass
+
+    async def _send(self, message: dict) -> None:
+        await self.write_message(json.dumps(message, separators=(",", ":")))
+
+    def on_message(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            self.close(1003, "binary frames are not accepted: send JSON text")
+            return
+        try:
+            msg = json.loads(message)
+        except ValueError as exc:
+            return self.notify(_error("bad_json", f"Your message is not valid JSON: {exc}."))
+        if isinstance(msg, dict) and "publish" in msg:
+            event = self.application.publish(msg["publish"])
+            self.notify({"type": "ack", "published": event["seq"]})
+        elif isinstance(msg, dict) and "after" in msg:
+            after = msg["after"]
+            if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+                return self.notify(_error("bad_message", f"'after' must be an integer >= 0, not {after!r}."))
+            self.outbox.put(_Replay(after))
+        else:
+            self.notify(_error("bad_message", 'Send {"after": N} to replay or {"publish": <data>} to publish.'))
+
+    def on_close(self) -> None:
+        self.application.subscribers.discard(self)
+        if self.outbox is not None:
+            self.outbox.close()
+
+
+def _error(code: str, detail: str) -> dict:
+    return {"type": "error", "error": code, "detail": detail}

@@ -1,0 +1,136 @@
+"""Who is who: demo phone users, bearer tokens, browser cookies, Origin checks, client addresses.
+
+Tokens and sessions live in Redis (like tickets) so that any server of a cluster accepts a
+token issued by another: the phone may log in on A and confirm on B.
+
+The browser holds two cookies, both ``HttpOnly; SameSite=Lax`` and ``Secure`` only over https:
+
+* ``qr_bind`` - the browser-binding cookie, set by ``POST /api/tickets``. Only its SHA-256 is
+  stored with the ticket; redeem must present the cookie itself. A browser keeps its binding
+  value across tickets (several login tabs work); an attacker who only knows a ticket id
+  (QRLJacking: the QR is public) cannot redeem it.
+* ``qr_session`` - the login session, a fresh random id issued at redeem; an older session
+  cookie the browser carried is deleted (session id regenerated at login, per OWASP).
+
+The phone carries ``Authorization: Bearer <token>`` and no cookie, so it is not subject to the
+Origin check; every cookie-authenticated browser route is.
+"""
+from __future__ import annotations
+
+import hmac
+import re
+import secrets
+from urllib.parse import urlsplit
+
+DEFAULT_USERS = {"alice": "alice"}
+BIND_COOKIE = "qr_bind"
+SESSION_COOKIE = "qr_session"
+_SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{22,100}$")
+
+
+def new_secret() -> str:
+    """A cookie value or token from the CSPRNG: 32 bytes, 256 bits."""
+    return secrets.token_urlsafe(32)
+
+
+def well_formed(value: str | None) -> bool:
+    """Does a cookie/token look like one we issue (cheap check before asking Redis)?"""
+    return bool(value) and bool(_SECRET_SHAPE.match(value))
+
+
+def password_ok(users: dict[str, str], user: str, password: str) -> bool:
+    """Constant-time comparison against the configured demo users."""
+    expected = users.get(user)
+    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+class Accounts:
+    """Phone tokens and browser sessions in Redis (``<ns>:token:<t>``, ``<ns>:session:<s>`` → user)."""
+
+    def __init__(self, redis, users: dict[str, str], *, namespace: str = "qr", token_ttl: int = 3600,
+                 session_ttl: int = 3600) -> None:
+        self.redis = redis
+        self.users = dict(users)
+        self.namespace = namespace
+        self.token_ttl = token_ttl
+        self.session_ttl = session_ttl
+
+    async def issue_token(self, user: str) -> str:
+        token = new_secret()
+        await self.redis.set(f"{self.namespace}:token:{token}", user, ex=self.token_ttl)
+        return token
+
+    async def user_for_token(self, token: str | None) -> str | None:
+        if not well_formed(token):
+            return None
+        return await self.redis.get(f"{self.namespace}:token:{token}")
+
+    async def new_session(self, user: str, old_session: str | None = None) -> str:
+        """A fresh session id for ``user``; the old one (if any) stops working."""
+        session = new_secret()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if well_formed(old_session):
+                pipe.delete(f"{self.namespace}:session:{old_session}")
+            pipe.set(f"{self.namespace}:session:{session}", user, ex=self.session_ttl)
+            await pipe.execute()
+        return session
+
+    async def user_for_session(self, session: str | None) -> str | None:
+        if not well_formed(session):
+            return None
+        return await self.redis.get(f"{self.namespace}:session:{session}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Request facts (functions of a Tornado request, so HTTP and WebSocket handlers share them).
+
+
+def is_https(request) -> bool:
+    """Served over https, directly or behind a TLS-terminating proxy (``X-Forwarded-Proto``)."""
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    return request.protocol == "https" or forwarded == "https"
+
+
+def cookie_options(request) -> dict:
+    """``HttpOnly; SameSite=Lax; Path=/`` and ``Secure`` only over https (lessons run on http)."""
+    return {"httponly": True, "samesite": "Lax", "secure": is_https(request), "path": "/"}
+
+
+def client_address(request) -> str:
+    """The browser's address: the last ``X-Forwarded-For`` entry (the one our balancer added),
+    else the peer address. The app trusts the balancer in front of it, as deployments do."""
+    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
+    return forwarded[-1] if forwarded else (request.remote_ip or "")
+
+
+def public_origin(request) -> str:
+    """``scheme://host[:port]`` the client used (the Host header; balancers keep it)."""
+    return f"{'https' if is_https(request) else 'http'}://{request.host}"
+
+
+def origin_allowed(request, public_url: str | None = None, extra: tuple[str, ...] = ()) -> bool:
+    """False when an ``Origin`` header names another site than the one serving the request.
+
+    Same site means the Origin's host:port equals the request's ``Host`` (balancers and
+    jupyter-server-proxy keep it), the ``public_url``'s, or one in ``extra``. A request without
+    Origin (curl, requests, a same-origin GET) passes: it is not a cross-site browser request.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True
+    netloc = urlsplit(origin).netloc.lower()
+    if not netloc:  # "null" (sandboxed iframe, file:) is never our site
+        return False
+    allowed = {request.host.lower()}
+    for url in (public_url, *extra):
+        if url:
+            allowed.add(urlsplit(url).netloc.lower())
+    return netloc in allowed

@@ -1,0 +1,105 @@
+"""What every QR-login handler shares: loading a ticket, the Origin check, errors with distinct codes.
+
+Each refusal has its own error code, so a learner (and a test) can tell "expired" from "not
+scanned yet" from "wrong browser" without reading prose. The same function maps a refused
+state change to its HTTP answer for scan, confirm and redeem.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+import redis.exceptions
+
+from servers.qrlogin import auth
+from servers.qrlogin.tickets import Ticket, TransitionRefused
+from servers.web import ApiError, BaseHandler
+
+if TYPE_CHECKING:  # pragma: no cover
+    from servers.qrlogin.app import QRLoginApp
+
+# A ticket id in a route: what new_ticket_id makes (URL-safe base64), bounded in length.
+TICKET_ID = r"([A-Za-z0-9_-]{1,64})"
+
+
+def unknown_ticket(ticket_id: str) -> ApiError:
+    return ApiError(404, "unknown_ticket", f"No ticket {ticket_id!r} exists (never created, or long gone).")
+
+
+def expired_ticket(ticket_id: str) -> ApiError:
+    return ApiError(410, "ticket_expired", f"Ticket {ticket_id!r} has expired; reload the login page for a new QR code.")
+
+
+def refusal_error(exc: TransitionRefused, ticket_id: str, action: str) -> ApiError:
+    """The HTTP answer to a refused state change (``action`` is scan, confirm or redeem)."""
+    if exc.reason == "missing":
+        return unknown_ticket(ticket_id)
+    if exc.reason == "expired":
+        return expired_ticket(ticket_id)
+    if exc.reason == "binding":
+        return ApiError(403, "binding_mismatch", "This browser did not create the ticket (its binding cookie differs); "
+                                                  "only the browser that showed the QR code can redeem it.")
+    if exc.reason == "user":
+        return ApiError(403, "wrong_user", "Another phone user scanned this ticket; only that user can confirm it.")
+    state = exc.ticket.state if exc.ticket else "unknown"
+    if action == "redeem":
+        if state == "redeemed":
+            return ApiError(409, "already_redeemed", "This ticket was already redeemed; a ticket logs in once.", state=state)
+        return ApiError(409, "not_confirmed", f"The ticket is {state}; the phone must confirm before the browser "
+                                              "can redeem.", state=state)
+    if state == "redeemed":
+        return ApiError(409, "ticket_redeemed", "This ticket was already used to log in.", state=state)
+    if action == "confirm" and state == "pending":
+        return ApiError(409, "not_scanned", "Scan the ticket before confirming it.", state=state)
+    if action == "scan":
+        return ApiError(409, "already_scanned", f"The ticket is already {state}.", state=state)
+    return ApiError(409, "bad_state", f"Cannot {action} a {state} ticket.", state=state)
+
+
+class QRHandlerMixin:
+    """Helpers for HTTP and WebSocket handlers of :class:`~servers.qrlogin.app.QRLoginApp`."""
+
+    application: "QRLoginApp"
+
+    @property
+    def qr(self) -> "QRLoginApp":
+        return self.application
+
+    def origin_ok(self) -> bool:
+        return auth.origin_allowed(self.request, self.qr.public_url, self.qr.allowed_origins)
+
+    def require_same_site(self) -> None:
+        """Refuse a cookie-authenticated request sent from another site's page (CSRF, QRLJacking)."""
+        if not self.origin_ok():
+            raise ApiError(403, "cross_site_origin", f"Origin {self.request.headers.get('Origin')!r} is not this "
+                                                     "site; browser routes accept same-site requests only.")
+
+    async def load_ticket(self, ticket_id: str) -> Ticket:
+        """The ticket now, or a 404; expiring it here if it is due (and pushing that)."""
+        ticket, expired_event = await self.qr.tickets.get(ticket_id)
+        if expired_event is not None:
+            await self.qr.push.publish(ticket_id, expired_event)
+        if ticket is None:
+            raise unknown_ticket(ticket_id)
+        return ticket
+
+    def schedule_expiry(self, ticket: Ticket) -> asyncio.TimerHandle | None:
+        """Wake up when the ticket expires, so the open channel hears ``expired`` on time."""
+        if ticket.terminal:
+            return None
+        delay = max(0.0, ticket.expires_at - time.time()) + 0.05
+        loop = asyncio.get_running_loop()
+        return loop.call_later(delay, lambda: asyncio.ensure_future(self.qr.expire_if_due(ticket.id)))
+
+
+class QRHandler(QRHandlerMixin, BaseHandler):
+    """Base of the app's HTTP handlers: a Redis outage is a JSON 503, not a traceback."""
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+            self.set_status(503)
+            kwargs["exc_info"] = (ApiError, ApiError(503, "store_unavailable", "The shared store (Redis) is not "
+                                                     "reachable right now; try again."), None)
+        super().write_error(status_code, **kwargs)

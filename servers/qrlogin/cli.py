@@ -1,0 +1,37 @@
+"""``python -m servers qrlogin --port 0 --name A [--fix none] [--redis URL]``: one QR-login server.
+
+Prints one JSON line when ready: ``{"url", "name", "fix", "redis", "pid"}``. Without ``--redis``
+(and no ``REDIS_URL``) it starts its own Redis, which only suits a single server: a cluster of
+processes must share one ``--redis URL``.
+"""
+from __future__ import annotations
+
+import os
+
+from servers import cli
+
+
+def add_arguments(parser) -> None:
+    from servers.qrlogin.fixes import FIXES
+
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 lets a phone on the LAN in)")
+    parser.add_argument("--name", default="qr", help="server name, sent in X-Served-By")
+    parser.add_argument("--fix", default="none", choices=sorted(FIXES), help="how state changes reach push channels")
+    parser.add_argument("--redis", default=None, metavar="URL", help="shared Redis (default: REDIS_URL or start one)")
+    parser.add_argument("--public-url", default=None, metavar="URL",
+                        help="base URL the QR code points phones at (default: the address the browser used)")
+    parser.add_argument("--ticket-ttl", type=float, default=120, help="seconds a ticket stays valid")
+
+
+def main(args) -> int:
+    from servers.qrlogin.app import make_qrlogin_app
+    from servers.runtime import serve, stop_all
+
+    def start() -> dict:
+        app = make_qrlogin_app(args.name, fix=args.fix, redis_url=args.redis, public_url=args.public_url,
+                               ticket_ttl=args.ticket_ttl)
+        handle = serve(app, host=args.host, port=args.port)
+        return {"url": handle.url, "name": handle.name, "fix": args.fix, "redis": app.redis_url, "pid": os.getpid()}
+
+    return cli.run_until_signal(start, stop_all)

@@ -1,0 +1,195 @@
+"""Login tickets, kept in the shared store (a real Redis) by every server of a cluster.
+
+Why Redis, in every mode: in the seed's story server B checks and confirms a ticket that the
+browser created on server A. So ticket *state* is shared by all servers through Redis; only the
+push *connections* are private to each server (see ``push.py``). That split is the heart of
+lessons 07 and 08.
+
+One Redis hash per ticket, ``<ns>:ticket:<id>``:
+
+=============  ===================================================================
+``state``      ``pending`` → ``scanned`` → ``confirmed`` → ``redeemed``, or ``expired``
+``version``    1 for pending, +1 on every change: SSE ``id:``, ``Last-Event-ID``, ``{"after": v}``
+``at``         ``time.time()`` of the last change (the event's ``at``)
+``created_at``, ``expires_at``  seconds since the epoch
+``bind``       SHA-256 of the browser-binding cookie (the cookie itself is never stored)
+``ip``, ``ua``  the requesting browser's address (``X-Forwarded-For`` honoured) and user agent
+``user``       the phone user who scanned (only that user may confirm)
+``scan_url``   what the QR code encodes
+``created_by`` the server that created it (shown in lessons)
+=============  ===================================================================
+
+The key lives ``ttl + grace`` seconds: after ``expires_at`` it is a tombstone for ``grace``
+seconds, so the API can tell an expired ticket (410) from one that never existed (404). A ticket
+past ``expires_at`` is moved to ``expired`` (a new version, so it is pushed like any change) by
+the first server that looks at it: every transition runs in one Lua script, atomic in Redis, so
+two servers racing on the same ticket cannot both win.
+"""
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+STATES = ("pending", "scanned", "confirmed", "redeemed", "expired")
+TERMINAL = ("redeemed", "expired")
+
+__all__ = ["STATES", "TERMINAL", "Ticket", "TicketStore", "TransitionRefused", "new_ticket_id", "fingerprint"]
+
+
+def new_ticket_id() -> str:
+    """A ticket id from the CSPRNG: 16 bytes = 128 bits, 22 URL-safe characters, no dots."""
+    return secrets.token_urlsafe(16)
+
+
+def fingerprint(secret: str) -> str:
+    """What is stored instead of a secret (binding cookie): its SHA-256, hex."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass
+class Ticket:
+    """One ticket as read from Redis."""
+
+    id: str
+    state: str
+    version: int
+    at: float
+    created_at: float
+    expires_at: float
+    fields: dict[str, str]
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+    def event(self) -> dict[str, Any]:
+        """The push event describing this ticket's current state."""
+        return {"ticket": self.id, "state": self.state, "version": self.version, "at": self.at}
+
+    def public(self) -> dict[str, Any]:
+        """What the browser's status routes show (no secrets)."""
+        return {**self.event(), "expires_at": self.expires_at}
+
+    @classmethod
+    def from_hash(cls, ticket_id: str, raw: dict[str, str]) -> "Ticket":
+        return cls(ticket_id, raw["state"], int(raw["version"]), float(raw["at"]), float(raw["created_at"]),
+                   float(raw["expires_at"]), raw)
+
+
+class TransitionRefused(Exception):
+    """A state change the ticket's current state (or its owner) does not allow.
+
+    ``reason`` is one of: ``missing``, ``expired``, ``state``, ``user``, ``binding``.
+    ``ticket`` is the ticket as it is now (None when missing); ``expired_event`` is set when this
+    very call moved the ticket to ``expired`` (the caller publishes it).
+    """
+
+    def __init__(self, reason: str, ticket: Ticket | None, expired_event: dict | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.ticket = ticket
+        self.expired_event = expired_event
+
+
+# One atomic step: check the state (and owner), lazily expire, change state, bump the version.
+# KEYS[1] ticket hash. ARGV: 1 allowed from-states (space separated), 2 new state ('' = only check
+# expiry), 3 now, 4 field to check ('' = none), 5 the value it must have, 6.. field/value pairs to set.
+_TRANSITION = """
+local raw = redis.call('HGETALL', KEYS[1])
+if #raw == 0 then return {'missing'} end
+local t = {}
+for i = 1, #raw, 2 do t[raw[i]] = raw[i + 1] end
+local now = tonumber(ARGV[3])
+local version = tonumber(t['version'])
+if t['state'] ~= 'redeemed' and t['state'] ~= 'expired' and now >= tonumber(t['expires_at']) then
+  version = version + 1
+  redis.call('HSET', KEYS[1], 'state', 'expired', 'version', version, 'at', ARGV[3])
+  return {'expired_now', tostring(version)}
+end
+if ARGV[2] == '' then return {'unchanged'} end
+if t['state'] == 'expired' then return {'expired'} end
+local allowed = false
+for s in string.gmatch(ARGV[1], '%S+') do if s == t['state'] then allowed = true end end
+if not allowed then return {'state', t['state']} end
+if ARGV[4] ~= '' and t[ARGV[4]] ~= ARGV[5] then return {'mismatch', ARGV[4]} end
+if t['state'] == ARGV[2] then return {'same', tostring(version)} end
+version = version + 1
+redis.call('HSET', KEYS[1], 'state', ARGV[2], 'version', version, 'at', ARGV[3])
+for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+return {'ok', tostring(version)}
+"""
+
+
+class TicketStore:
+    """Tickets in Redis, for one app (``redis`` is that app's ``redis.asyncio`` client).
+
+    ``namespace`` prefixes every key, so two independent clusters can share one Redis; the
+    servers of one cluster must use the same namespace (that is what lets B see A's tickets).
+    """
+
+    def __init__(self, redis, *, ttl: float = 120, grace: float = 300, namespace: str = "qr") -> None:
+        self.redis = redis
+        self.ttl = float(ttl)
+        self.grace = float(grace)
+        self.namespace = namespace
+        self._transition = redis.register_script(_TRANSITION)
+
+    def key(self, ticket_id: str) -> str:
+        return f"{self.namespace}:ticket:{ticket_id}"
+
+    async def create(self, *, bind_secret: str, ip: str, ua: str, scan_url_for, created_by: str) -> Ticket:
+        """A new pending ticket (version 1). ``scan_url_for(id)`` builds the URL the QR encodes."""
+        ticket_id = new_ticket_id()
+        now = time.time()
+        raw = {"state": "pending", "version": "1", "at": repr(now), "created_at": repr(now),
+               "expires_at": repr(now + self.ttl), "bind": fingerprint(bind_secret), "ip": ip, "ua": ua[:300],
+               "user": "", "scan_url": scan_url_for(ticket_id), "created_by": created_by}
+        key = self.key(ticket_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=raw)
+            pipe.pexpire(key, int((self.ttl + self.grace) * 1000))
+            await pipe.execute()
+        return Ticket.from_hash(ticket_id, raw)
+
+    async def get(self, ticket_id: str) -> tuple[Ticket | None, dict | None]:
+        """The ticket now (None if unknown), and the ``expired`` event if this read expired it."""
+        result = await self._transition(keys=[self.key(ticket_id)], args=["", "", repr(time.time()), "", ""])
+        if result[0] == "missing":
+            return None, None
+        ticket = await self._read(ticket_id)
+        if ticket is None:
+            return None, None
+        return ticket, (ticket.event() if result[0] == "expired_now" else None)
+
+    async def _read(self, ticket_id: str) -> Ticket | None:
+        raw = await self.redis.hgetall(self.key(ticket_id))
+        return Ticket.from_hash(ticket_id, raw) if raw else None
+
+    async def transition(self, ticket_id: str, allowed_from: tuple[str, ...], to: str, *,
+                         check: tuple[str, str] | None = None, set_fields: dict[str, str] | None = None
+                         ) -> tuple[Ticket, bool]:
+        """Move the ticket to ``to`` if its state is in ``allowed_from`` (and ``check`` holds).
+
+        Returns the ticket after the step and whether it changed (False when it already was in
+        ``to``: repeating a scan or confirm is harmless). Raises :class:`TransitionRefused`.
+        """
+        args = [" ".join(allowed_from), to, repr(time.time()), *(check or ("", ""))]
+        for name, value in (set_fields or {}).items():
+            args += [name, value]
+        result = await self._transition(keys=[self.key(ticket_id)], args=args)
+        outcome = result[0]
+        ticket = await self._read(ticket_id) if outcome != "missing" else None
+        if outcome in ("ok", "same") and ticket is not None:
+            return ticket, outcome == "ok"
+        if outcome == "missing" or ticket is None:
+            raise TransitionRefused("missing", None)
+        if outcome == "expired_now":
+            raise TransitionRefused("expired", ticket, ticket.event())
+        if outcome == "expired":
+            raise TransitionRefused("expired", ticket)
+        if outcome == "mismatch":
+            raise TransitionRefused("binding" if result[1] == "bind" else "user", ticket)
+        raise TransitionRefused("state", ticket)

@@ -1,0 +1,235 @@
+"""The browser's four ways to learn a ticket's state: short poll, long poll, SSE, WebSocket.
+
+Short polling reads Redis on every request, so it sees a change made on any server: it is the
+one transport the bug cannot touch. The other three hold a channel on *this* server and wait
+for ``app.push`` to deliver; with no fix, a change made on another server never arrives (a long
+poll still answers when it times out, with the state read from Redis then).
+
+Every channel (long poll aside) sends the current state first, then each change once, in
+version order (``Subscription`` drops anything not newer). SSE uses ``id: <version>`` and
+resumes after ``Last-Event-ID``; the WebSocket accepts ``{"after": v}`` to do the same. A
+channel ends after a terminal state (``redeemed``, ``expired``); an SSE reconnect after the end
+gets 204, which tells the browser to stop reconnecting.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from tornado.ioloop import PeriodicCallback
+
+from servers.qrlogin.base import TICKET_ID, QRHandler, QRHandlerMixin
+from servers.qrlogin.tickets import STATES, TERMINAL
+from servers.web import ApiError, BaseWebSocketHandler
+from servers.wire.sse import encode_comment, encode_event
+
+
+def sse_message(event: dict) -> bytes:
+    """One SSE message: ``id: <version>`` and the event as JSON in one ``data:`` line."""
+    return encode_event(json.dumps(event, separators=(",", ":")), id=event["version"])
+
+
+class PollHandler(QRHandler):
+    """``GET /api/tickets/{id}``: the state now, straight from Redis (short polling)."""
+
+    async def get(self, ticket_id: str) -> None:
+        self.require_same_site()
+        ticket = await self.load_ticket(ticket_id)
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(ticket.public())
+
+
+class LongPollHandler(QRHandler):
+    """``GET /api/tickets/{id}/longpoll?state=s&timeout=S``: answer when the state is not ``s``.
+
+    Waits on this server's push hub; after ``timeout`` seconds it answers 200 with the state
+    read from Redis then (``"timed_out": true``). Without ``state`` it answers at once.
+    """
+
+    sub = None
+    waiter: asyncio.Future | None = None
+
+    async def get(self, ticket_id: str) -> None:
+        self.require_same_site()
+        known = self.get_argument("state", None)
+        if known is not None and known not in STATES:
+            raise ApiError(400, "bad_argument", f"Query argument 'state' must be one of {', '.join(STATES)}, not {known!r}.")
+        timeout = self.float_argument("timeout", 30.0, minimum=0.0, maximum=self.qr.longpoll_max)
+        self.waiter = asyncio.get_running_loop().create_future()
+
+        def on_event(event: dict) -> None:
+            if event["state"] != known and not self.waiter.done():
+                self.waiter.set_result(event)
+
+        self.sub = self.qr.push.subscribe(ticket_id, on_event)  # before reading: no change slips between
+        ticket = await self.load_ticket(ticket_id)
+        timed_out = False
+        if known is not None and ticket.state == known and not ticket.terminal:
+            timer = self.schedule_expiry(ticket)
+            done, _ = await asyncio.wait([self.waiter], timeout=timeout)
+            if timer:
+                timer.cancel()
+            if self.request.connection.stream is None or self.request.connection.stream.closed():
+                return  # the browser went away while we waited
+            timed_out = not done
+            ticket = await self.load_ticket(ticket_id)
+        self.set_header("Cache-Control", "no-store")
+        self.write_json({**ticket.public(), "timed_out": timed_out})
+
+    def on_connection_close(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+        self.on_finish()
+
+    def on_finish(self) -> None:
+        if self.sub is not None:
+            self.sub.close()
+
+
+class EventsHandler(QRHandler):
+    """``GET /api/tickets/{id}/events``: Server-Sent Events, one message per state change."""
+
+    sub = None
+    done: asyncio.Future | None = None
+    heartbeat: PeriodicCallback | None = None
+    expiry = None
+
+    async def get(self, ticket_id: str) -> None:
+        self.require_same_site()
+        last = self.last_event_id()
+        ticket = await self.load_ticket(ticket_id)
+        if ticket.terminal and ticket.version <= last:
+            self.set_status(204)  # nothing more will come: 204 stops EventSource reconnecting
+            self.finish()
+            return
+        self.done = asyncio.get_running_loop().create_future()
+        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
+        self.write(f"retry: {self.qr.sse_retry_ms}\n\n")  # reconnect after 1 s, not the browser's ~3 s
+        self.sub = self.qr.push.subscribe(ticket_id, self.send_event, after=last)
+        for event in await self.qr.push.history(ticket_id, last):
+            self.sub.deliver(event)
+        if not self.done.done():
+            self.flush_quietly()
+            self.expiry = self.schedule_expiry(ticket)
+            self.heartbeat = PeriodicCallback(self.send_heartbeat, self.qr.heartbeat_s * 1000)
+            self.heartbeat.start()
+        await self.done
+        self.cleanup()
+        if not self._finished:
+            self.finish()
+
+    def last_event_id(self) -> int:
+        raw = self.request.headers.get("Last-Event-ID") or self.get_argument("lastEventId", None)
+        if raw in (None, ""):
+            return 0
+        try:
+            return max(0, int(raw))
+        except ValueError:
+            raise ApiError(400, "bad_last_event_id", f"Last-Event-ID must be an event id (an integer), not {raw!r}.") from None
+
+    def send_event(self, event: dict) -> None:
+        if self.done is None or self.done.done():
+            return
+        self.write(sse_message(event))
+        if event["state"] in TERMINAL:
+            self.done.set_result(True)  # finish() flushes
+        else:
+            self.flush_quietly()
+
+    def send_heartbeat(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.write(encode_comment("heartbeat") + b"\n")
+            self.flush_quietly()
+
+    def flush_quietly(self) -> None:
+        future = self.flush()
+        future.add_done_callback(lambda f: f.exception())  # a closed stream is handled by on_connection_close
+
+    def on_connection_close(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(False)
+        self.cleanup()
+
+    def cleanup(self) -> None:
+        if self.sub is not None:
+            self.sub.close()
+        if self.heartbeat is not None:
+            self.heartbeat.stop()
+        if self.expiry is not None:
+            self.expiry.cancel()
+
+
+class TicketSocketHandler(QRHandlerMixin, BaseWebSocketHandler):
+    """``GET /api/tickets/{id}/ws``: one JSON message per state change; ``{"after": v}`` resumes.
+
+    An unknown ticket is a JSON 404 before the upgrade. A cross-site Origin is accepted at the
+    handshake and then closed with 1008 (policy), as the contract says, before anything is sent.
+    Non-JSON or unknown messages close with 1003; messages over 64 KiB with 1009 (Tornado).
+    """
+
+    sub = None
+    expiry = None
+    ticket_id = ""
+
+    def check_origin(self, origin: str) -> bool:
+        return True  # checked in open() so the refusal is a close 1008, not a bare 403
+
+    async def prepare(self) -> None:
+        ticket_id = self.path_args[0] if self.path_args else ""
+        self.ticket = await self.load_ticket(ticket_id)
+
+    async def open(self, ticket_id: str) -> None:
+        self.ticket_id = ticket_id
+        if not self.origin_ok():
+            self.close(1008, "cross-site Origin refused")
+            return
+        self.set_nodelay(True)
+        self.sub = self.qr.push.subscribe(ticket_id, self.send_event)
+        for event in await self.qr.push.history(ticket_id, 0):
+            self.sub.deliver(event)
+        if self.ws_connection is not None:
+            self.expiry = self.schedule_expiry(self.ticket)
+
+    def send_event(self, event: dict) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        self.write_message(json.dumps(event, separators=(",", ":"))).add_done_callback(lambda f: f.exception())
+        if event["state"] in TERMINAL:
+            self.close(1000, event["state"])
+
+    async def on_message(self, message) -> None:
+        if isinstance(message, bytes):
+            self.close(1003, "binary messages are not supported; send JSON text")
+            return
+        try:
+            request = json.loads(message)
+        except ValueError:
+            self.close(1003, "messages must be JSON, e.g. {\"after\": 2}")
+            return
+        after = request.get("after") if isinstance(request, dict) else None
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0 or self.sub is None:
+            self.close(1003, "unknown message; the only one understood is {\"after\": <version>}")
+            return
+        self.sub.last_version = after  # the browser says what it has; replay what is newer
+        for event in await self.qr.push.history(self.ticket_id, after):
+            self.sub.deliver(event)
+
+    def on_close(self) -> None:
+        if self.sub is not None:
+            self.sub.close()
+        if self.expiry is not None:
+            self.expiry.cancel()
+
+
+def routes() -> list[tuple]:
+    return [
+        (rf"/api/tickets/{TICKET_ID}", PollHandler),
+        (rf"/api/tickets/{TICKET_ID}/longpoll", LongPollHandler),
+        (rf"/api/tickets/{TICKET_ID}/events", EventsHandler),
+        (rf"/api/tickets/{TICKET_ID}/ws", TicketSocketHandler),
+    ]
+
+
+__all__ = ["routes", "sse_message", "PollHandler", "LongPollHandler", "EventsHandler", "TicketSocketHandler"]

@@ -1,0 +1,177 @@
+"""GET /feed/sse: framing, retry, heartbeats, resume by Last-Event-ID, gaps, cleanup, drop hook."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+
+from servers.feed.app import start_feed
+from servers.wire.sse import SSEParser
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+class Reader:
+    """A raw SSE response read through our parser, keeping the bytes for byte-level checks."""
+
+    def __init__(self, url, **kwargs):
+        self.response = requests.get(url, stream=True, timeout=10, **kwargs)
+        self.chunks = self.response.iter_content(chunk_size=None)
+        self.parser = SSEParser()
+        self.raw = b""
+        self.pending = []
+
+    def next_event(self):
+        while not self.pending:
+            chunk = next(self.chunks)
+            self.raw += chunk
+            self.pending += self.parser.feed(chunk)
+        return self.pending.pop(0)
+
+    def events(self, n):
+        return [self.next_event() for _ in range(n)]
+
+    def close(self):
+        self.response.close()
+
+
+@pytest.fixture
+def feed():
+    with start_feed(name="feed-sse", sse_retry_ms=1234) as handle:
+        yield handle
+
+
+def publish(feed, data):
+    return feed.call(lambda app: app.publish(data))
+
+
+def test_stream_headers_retry_and_event_framing(feed):
+    publish(feed, "one")
+    reader = Reader(feed.url + "/feed/sse?lastEventId=0")
+    try:
+        assert reader.response.status_code == 200
+        assert reader.response.headers["Content-Type"].startswith("text/event-stream")
+        assert reader.response.headers["X-Served-By"] == "feed-sse"
+        assert reader.response.headers["Cache-Control"] == "no-cache"
+        event = reader.next_event()
+        assert reader.raw.startswith(b"retry: 1234\n\n")
+        assert b"id: 1\ndata: {" in reader.raw
+        assert event.id == "1" and json.loads(event.data)["data"] == "one"
+        assert reader.parser.retry == 1234
+    finally:
+        reader.close()
+
+
+def test_live_events_arrive_in_order(feed):
+    reader = Reader(feed.url + "/feed/sse")
+    try:
+        wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
+        for i in range(5):
+            publish(feed, i)
+        assert [json.loads(e.data)["seq"] for e in reader.events(5)] == [1, 2, 3, 4, 5]
+    finally:
+        reader.close()
+
+
+def test_without_a_resume_point_only_new_events_come(feed):
+    publish(feed, "before")
+    reader = Reader(feed.url + "/feed/sse")
+    try:
+        wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
+        publish(feed, "after")
+        assert json.loads(reader.next_event().data)["data"] == "after"
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("how", ["header", "query", "both"])
+def test_replay_from_last_event_id(feed, how):
+    for i in range(5):
+        publish(feed, i)
+    headers = {"Last-Event-ID": "3"} if how in ("header", "both") else {}
+    query = "?lastEventId=1" if how == "both" else "?lastEventId=3" if how == "query" else ""
+    reader = Reader(feed.url + "/feed/sse" + query, headers=headers)
+    try:
+        assert [e.id for e in reader.events(2)] == ["4", "5"]  # the header wins over the query
+    finally:
+        reader.close()
+
+
+@pytest.mark.parametrize("value", ["abc", "-2", "1.5"])
+def test_bad_last_event_id_is_400(feed, value):
+    r = requests.get(feed.url + "/feed/sse", headers={"Last-Event-ID": value})
+    assert r.status_code == 400 and r.json()["error"] == "bad_argument"
+    assert r.headers["X-Served-By"] == "feed-sse"
+
+
+def test_gap_is_a_named_event_without_id():
+    with start_feed(name="feed-sse-small", buffer_size=2) as feed:
+        for i in range(5):
+            publish(feed, i)
+        reader = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": "1"})
+        try:
+            gap, first, second = reader.events(3)
+            assert gap.event == "gap" and json.loads(gap.data) == {"missed": {"from": 2, "to": 3}}
+            assert b"event: gap\ndata: " in reader.raw and gap.id == ""  # no id: line, the cursor stays
+            assert (first.id, second.id) == ("4", "5")
+        finally:
+            reader.close()
+
+
+def test_comment_heartbeats_when_idle():
+    with start_feed(name="feed-sse-hb", sse_heartbeat=0.05) as feed:
+        reader = Reader(feed.url + "/feed/sse")
+        try:
+            while reader.parser.comments < 2:
+                reader.raw += (chunk := next(reader.chunks))
+                reader.parser.feed(chunk)
+            assert b": heartbeat\n" in reader.raw
+        finally:
+            reader.close()
+
+
+def test_subscriber_removed_when_client_disconnects(feed):
+    reader = Reader(feed.url + "/feed/sse")
+    wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
+    reader.close()
+    wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 0)
+
+
+def test_drop_streams_hook_ends_the_stream(feed):
+    reader = Reader(feed.url + "/feed/sse")
+    try:
+        wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
+        assert feed.call(lambda app: app.drop_streams()) == 1
+        tail = b"".join(reader.chunks)  # the response ends (a hang would hit the read timeout)
+        assert b"data:" not in tail
+        wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 0)
+    finally:
+        reader.close()
+
+
+def test_slow_consumer_is_dropped_and_can_resume():
+    with start_feed(name="feed-sse-slow", outbox_limit=3) as feed:
+        reader = Reader(feed.url + "/feed/sse")
+        wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
+
+        def burst(app):  # ten events in one loop turn: the sender cannot drain in between
+            for i in range(10):
+                app.publish(i)
+            return app.dropped_slow
+
+        assert feed.call(burst) == 1
+        wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 0)
+        reader.close()
+        resumed = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": "0"})
+        try:
+            assert [e.id for e in resumed.events(10)] == [str(i) for i in range(1, 11)]
+        finally:
+            resumed.close()

@@ -1,0 +1,276 @@
+"""GET /stomp: the STOMP 1.2 broker, frame by frame over a plain WebSocket client."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import connect
+
+from servers.feed.app import start_feed
+from servers.feed.stomp import message_mapping, send_to
+from servers.wire.stomp import Frame, StompParser, encode_frame
+
+
+class Echo:
+    @message_mapping("/shout")
+    @send_to("/topic/loud")
+    def shout(self, message):
+        return {"loud": message["text"].upper()}
+
+    @message_mapping("/quiet")  # no @send_to: goes to /topic/quiet, as Spring's default
+    def quiet(self, message, frame):
+        return {"got": message, "dest": frame.headers["destination"]}
+
+    @message_mapping("/nothing")
+    async def nothing(self, message):
+        return None
+
+    @message_mapping("/boom")
+    def boom(self, message):
+        raise RuntimeError("handler exploded")
+
+
+class Stomp:
+    """A raw STOMP session: frames encoded and parsed by servers.wire, sent over `websockets`."""
+
+    def __init__(self, url, subprotocols=("v12.stomp",)):
+        self.ws = connect(url, subprotocols=list(subprotocols) if subprotocols else None).__enter__()
+        self.parser = StompParser()
+        self.frames = []
+
+    def send(self, command, headers=None, body=b""):
+        self.ws.send(encode_frame(Frame(command, headers or {}, body)).decode())
+
+    def send_raw(self, data):
+        self.ws.send(data)
+
+    def recv(self):
+        while not self.frames:
+            self.frames += self.parser.feed(self.ws.recv(timeout=5).encode())
+        return self.frames.pop(0)
+
+    def connect(self, **headers):
+        self.send("CONNECT", {"accept-version": "1.2", "host": "/", **headers})
+        frame = self.recv()
+        assert frame.command == "CONNECTED", frame
+        return frame
+
+    def expect_error_then_close(self):
+        frame = self.recv()
+        assert frame.command == "ERROR", frame
+        with pytest.raises(ConnectionClosed) as info:
+            while True:
+                self.frames += self.parser.feed(self.ws.recv(timeout=5).encode())
+        return frame, info.value.rcvd.code
+
+    def close(self):
+        self.ws.close()
+
+
+@pytest.fixture
+def feed():
+    with start_feed(name="feed-stomp", stomp_controllers=[Echo()]) as handle:
+        yield handle
+
+
+@pytest.fixture
+def stomp(feed):
+    session = Stomp(feed.ws_url + "/stomp")
+    yield session
+    session.close()
+
+
+def test_connected_with_version_heart_beat_and_served_by(feed, stomp):
+    assert stomp.ws.response.headers["X-Served-By"] == "feed-stomp"
+    assert stomp.ws.subprotocol == "v12.stomp"
+    connected = stomp.connect(**{"heart-beat": "0,0"})
+    assert connected.headers["version"] == "1.2"
+    assert connected.headers["heart-beat"] == "10000,10000"
+
+
+@pytest.mark.parametrize("offered, chosen", [(["v10.stomp", "v11.stomp", "v12.stomp"], "v12.stomp"),
+                                             (["v11.stomp"], "v11.stomp"), (None, None)])
+def test_subprotocol_choice_and_none_offered_is_1_2(feed, offered, chosen):
+    session = Stomp(feed.ws_url + "/stomp", subprotocols=offered)
+    try:
+        assert session.ws.subprotocol == chosen
+        session.send("STOMP", {"accept-version": "1.0,1.1,1.2", "host": "/"})
+        assert session.recv().headers["version"] == ("1.1" if chosen == "v11.stomp" else "1.2")
+    finally:
+        session.close()
+
+
+def test_server_sends_heart_beats_at_the_negotiated_rate():
+    with start_feed(name="feed-stomp-hb", stomp_heartbeat_ms=(50, 0)) as feed:
+        session = Stomp(feed.ws_url + "/stomp")
+        try:
+            connected = session.connect(**{"heart-beat": "0,50"})
+            assert connected.headers["heart-beat"] == "50,0"
+            while session.parser.heartbeats < 2:
+                session.parser.feed(session.ws.recv(timeout=5).encode())
+        finally:
+            session.close()
+
+
+def test_silent_client_is_dropped_after_twice_its_heart_beat():
+    with start_feed(name="feed-stomp-hb2", stomp_heartbeat_ms=(0, 50)) as feed:
+        session = Stomp(feed.ws_url + "/stomp")
+        try:
+            session.connect(**{"heart-beat": "50,0"})
+            error, code = session.expect_error_then_close()
+            assert error.headers["message"] == "heart-beat timeout"
+        finally:
+            session.close()
+
+
+def test_unsupported_version_is_an_error(stomp):
+    stomp.send("CONNECT", {"accept-version": "2.0"})
+    error, _ = stomp.expect_error_then_close()
+    assert "version" in error.headers["message"] and b"1.2" in error.body
+
+
+def test_frame_before_connect_is_an_error(stomp):
+    stomp.send("SUBSCRIBE", {"destination": "/topic/feed", "id": "0"})
+    error, _ = stomp.expect_error_then_close()
+    assert error.headers["message"] == "not connected"
+
+
+def test_subscribe_feed_gets_a_message_per_event(feed, stomp):
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/feed", "id": "sub-0", "receipt": "r1"})
+    assert stomp.recv() == Frame("RECEIPT", {"receipt-id": "r1"})
+    feed.call(lambda app: app.publish({"n": 1}))
+    message = stomp.recv()
+    assert message.command == "MESSAGE"
+    assert message.headers["destination"] == "/topic/feed" and message.headers["subscription"] == "sub-0"
+    assert message.headers["message-id"] and message.headers["seq"] == "1"
+    assert json.loads(message.body)["data"] == {"n": 1}
+
+
+def test_unsubscribe_stops_messages(feed, stomp):
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/feed", "id": "a"})
+    stomp.send("SUBSCRIBE", {"destination": "/topic/feed", "id": "b", "receipt": "r"})
+    assert stomp.recv().command == "RECEIPT"
+    feed.call(lambda app: app.publish(1))
+    assert {stomp.recv().headers["subscription"] for _ in range(2)} == {"a", "b"}
+    stomp.send("UNSUBSCRIBE", {"id": "a", "receipt": "u"})
+    assert stomp.recv().headers["receipt-id"] == "u"
+    feed.call(lambda app: app.publish(2))
+    assert stomp.recv().headers["subscription"] == "b"
+    stomp.send("DISCONNECT", {"receipt": "bye"})
+    assert stomp.recv().headers["receipt-id"] == "bye"  # nothing for "a" came first
+
+
+def test_send_to_topic_broadcasts_and_send_to_feed_publishes(feed, stomp):
+    stomp.connect()
+    other = Stomp(feed.ws_url + "/stomp")
+    try:
+        other.connect()
+        other.send("SUBSCRIBE", {"destination": "/topic/chat", "id": "1", "receipt": "r"})
+        assert other.recv().command == "RECEIPT"
+        stomp.send("SEND", {"destination": "/topic/chat", "content-type": "text/plain"}, b"hello\x00world")
+        message = other.recv()
+        assert message.body == b"hello\x00world" and message.headers["content-type"] == "text/plain"
+        stomp.send("SEND", {"destination": "/topic/feed", "receipt": "p"}, b'{"via": "stomp"}')
+        assert stomp.recv().command == "RECEIPT"
+        assert feed.call(lambda app: app.buffer.since(0)[0][-1]["data"]) == {"via": "stomp"}
+    finally:
+        other.close()
+
+
+def test_app_destination_goes_to_message_mapping_and_send_to(feed, stomp):
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/loud", "id": "l"})
+    stomp.send("SUBSCRIBE", {"destination": "/topic/quiet", "id": "q", "receipt": "r"})
+    assert stomp.recv().command == "RECEIPT"
+    stomp.send("SEND", {"destination": "/app/shout", "content-type": "application/json"}, b'{"text": "hi"}')
+    message = stomp.recv()
+    assert message.headers["destination"] == "/topic/loud" and json.loads(message.body) == {"loud": "HI"}
+    stomp.send("SEND", {"destination": "/app/quiet"}, b"plain text")
+    message = stomp.recv()
+    assert message.headers["subscription"] == "q"
+    assert json.loads(message.body) == {"got": "plain text", "dest": "/app/quiet"}
+    stomp.send("SEND", {"destination": "/app/nothing", "receipt": "n"}, b"{}")
+    assert stomp.recv() == Frame("RECEIPT", {"receipt-id": "n"})  # None returned: nothing sent
+
+
+def test_controller_added_at_runtime(feed, stomp):
+    @message_mapping("/late")
+    @send_to("/topic/late")
+    def late(message):
+        return message * 2
+
+    assert feed.call(lambda app: app.stomp.add_controller(late)) == ["/late"]
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/late", "id": "x"})
+    stomp.send("SEND", {"destination": "/app/late"}, b"21")
+    assert stomp.recv().body == b"42"
+
+
+@pytest.mark.parametrize("command, headers, message", [
+    ("SEND", {"destination": "/app/unknown"}, "unknown destination"),
+    ("SEND", {"destination": "/queue/x"}, "unknown destination"),
+    ("SUBSCRIBE", {"destination": "/app/x", "id": "1"}, "unknown destination"),
+    ("SUBSCRIBE", {"destination": "/topic/x"}, "missing header"),
+    ("SEND", {}, "missing header"),
+    ("BEGIN", {"transaction": "t"}, "not supported"),
+    ("SEND", {"destination": "/app/boom"}, "handler failed"),
+])
+def test_bad_frames_get_error_then_close(stomp, command, headers, message):
+    stomp.connect()
+    stomp.send(command, {**headers, "receipt": "r9"})
+    error, _ = stomp.expect_error_then_close()
+    assert error.headers["message"] == message and error.body
+    assert error.headers["receipt-id"] == "r9"
+
+
+@pytest.mark.parametrize("raw, message, code", [
+    ("HELLO\n\n\x00", "malformed frame", 1002),
+    ("SEND\ndestination:/topic/a\\t\n\n\x00", "malformed frame", 1002),
+    ("SEND\n" + "".join(f"h{i}:v\n" for i in range(40)) + "\n\x00", "frame too large", 1009),
+    ("SEND\nh:" + "x" * 5000 + "\n\n\x00", "frame too large", 1009),
+    ("SEND\ndestination:/topic/a\n\n" + "x" * 40000 + "\x00", "frame too large", 1009),
+])
+def test_malformed_or_oversized_frames_get_error_then_close(stomp, raw, message, code):
+    stomp.connect()
+    stomp.send_raw(raw)
+    error, close_code = stomp.expect_error_then_close()
+    assert error.headers["message"] == message
+    assert close_code == code
+
+
+def test_header_escaping_round_trips_through_the_broker(feed, stomp):
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/a:b\nc", "id": "colon:id", "receipt": "r"})
+    assert stomp.recv().command == "RECEIPT"
+    stomp.send_raw("SEND\ndestination:/topic/a\\cb\\nc\n\nx\x00")
+    message = stomp.recv()
+    assert message.headers["destination"] == "/topic/a:b\nc" and message.headers["subscription"] == "colon:id"
+
+
+def test_frames_split_across_and_packed_into_websocket_messages(feed, stomp):
+    stomp.connect()
+    data = encode_frame(Frame("SUBSCRIBE", {"destination": "/topic/t", "id": "1"})) + b"\n" + \
+        encode_frame(Frame("SEND", {"destination": "/topic/t"}, b"packed"))
+    stomp.send_raw(data[:7].decode())
+    stomp.send_raw(data[7:].decode())
+    assert stomp.recv().body == b"packed"
+    stomp.ws.send(encode_frame(Frame("SEND", {"destination": "/topic/t"}, b"binary")))  # a binary message
+    assert stomp.recv().body == b"binary"
+
+
+def test_sessions_cleaned_up_on_disconnect(feed):
+    session = Stomp(feed.ws_url + "/stomp")
+    session.connect()
+    assert feed.call(lambda app: app.stats()["stomp"]) == 1
+    session.send("DISCONNECT", {"receipt": "bye"})
+    assert session.recv().headers["receipt-id"] == "bye"
+    with pytest.raises(ConnectionClosed):
+        session.ws.recv(timeout=5)
+    deadline = time.monotonic() + 5
+    while feed.call(lambda app: app.stats()["stomp"]) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    assert feed.call(lambda app: app.stats()["stomp"]) == 0

@@ -1,0 +1,139 @@
+"""GET /feed/ws: events, replay, duplex publish, JSON-only frames, close codes, cleanup."""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import requests
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from servers.feed.app import start_feed
+
+
+def wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+@pytest.fixture
+def feed():
+    with start_feed(name="feed-ws") as handle:
+        yield handle
+
+
+def recv(ws):
+    message = json.loads(ws.recv(timeout=5))
+    assert isinstance(message, dict)
+    assert ("seq" in message) != ("type" in message), f"a frame carries seq xor type: {message}"
+    return message
+
+
+def test_101_carries_served_by_and_live_events_flow(feed):
+    with connect(feed.ws_url + "/feed/ws") as ws:
+        assert ws.response.status_code == 101 and ws.response.headers["X-Served-By"] == "feed-ws"
+        wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 1)
+        feed.call(lambda app: app.publish("live"))
+        event = recv(ws)
+        assert event["seq"] == 1 and event["data"] == "live" and "sent_at" in event
+
+
+def test_replay_with_query_and_message_without_duplicates(feed):
+    for i in range(3):
+        feed.call(lambda app: app.publish(i))
+    with connect(feed.ws_url + "/feed/ws?after=1") as ws:
+        assert [recv(ws)["seq"] for _ in range(2)] == [2, 3]
+        ws.send(json.dumps({"after": 0}))
+        assert [recv(ws)["seq"] for _ in range(3)] == [1, 2, 3]
+        feed.call(lambda app: app.publish("new"))
+        assert recv(ws)["seq"] == 4
+
+
+def test_publish_over_the_socket_reaches_everyone_sender_included(feed):
+    with connect(feed.ws_url + "/feed/ws") as a, connect(feed.ws_url + "/feed/ws") as b:
+        wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 2)
+        a.send(json.dumps({"publish": {"from": "a"}}))
+        event, ack = recv(a), recv(a)
+        assert event["seq"] == 1 and event["data"] == {"from": "a"}
+        assert ack == {"type": "ack", "published": 1}
+        assert recv(b)["data"] == {"from": "a"}
+    assert requests.get(feed.url + "/feed/poll").json()["events"][0]["data"] == {"from": "a"}
+
+
+@pytest.mark.parametrize("text, code", [("not json", "bad_json"), ("[1]", "bad_message"), ('{"x": 1}', "bad_message"),
+                                        ('{"after": -1}', "bad_message"), ('{"after": "3"}', "bad_message")])
+def test_bad_text_gets_an_error_notice_and_the_socket_stays_open(feed, text, code):
+    with connect(feed.ws_url + "/feed/ws") as ws:
+        ws.send(text)
+        notice = recv(ws)
+        assert notice["type"] == "error" and notice["error"] == code and notice["detail"]
+        ws.send(json.dumps({"publish": "still open"}))
+        assert recv(ws)["data"] == "still open"
+
+
+def test_binary_frame_is_closed_1003(feed):
+    with connect(feed.ws_url + "/feed/ws") as ws:
+        ws.send(b"\x00\x01")
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd.code == 1003
+
+
+def test_message_over_64kb_is_closed_1009(feed):
+    with connect(feed.ws_url + "/feed/ws", max_size=None) as ws:
+        ws.send(json.dumps({"publish": "x" * (64 * 1024)}))
+        with pytest.raises(ConnectionClosed) as info:
+            ws.recv(timeout=5)
+    assert info.value.rcvd.code == 1009
+    assert feed.call(lambda app: app.buffer.last_seq) == 0
+
+
+def test_just_under_the_limit_is_accepted(feed):
+    with connect(feed.ws_url + "/feed/ws", max_size=None) as ws:
+        ws.send(json.dumps({"publish": "x" * 60000}))
+        assert len(recv(ws)["data"]) == 60000
+
+
+def test_bad_after_in_the_url_is_400_before_the_upgrade(feed):
+    with pytest.raises(InvalidStatus) as info:
+        connect(feed.ws_url + "/feed/ws?after=abc")
+    assert info.value.response.status_code == 400
+    assert info.value.response.headers["X-Served-By"] == "feed-ws"
+    assert json.loads(info.value.response.body)["error"] == "bad_argument"
+
+
+def test_gap_notice_when_replay_reaches_past_the_buffer():
+    with start_feed(name="feed-ws-small", buffer_size=2) as feed:
+        for i in range(4):
+            feed.call(lambda app: app.publish(i))
+        with connect(feed.ws_url + "/feed/ws") as ws:
+            ws.send(json.dumps({"after": 0}))
+            assert recv(ws) == {"type": "gap", "missed": {"from": 1, "to": 2}}
+            assert [recv(ws)["seq"] for _ in range(2)] == [3, 4]
+
+
+def test_subscriber_removed_on_disconnect(feed):
+    with connect(feed.ws_url + "/feed/ws"):
+        wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 1)
+    wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 0)
+
+
+def test_slow_consumer_is_closed_1008():
+    with start_feed(name="feed-ws-slow", outbox_limit=3) as feed:
+        with connect(feed.ws_url + "/feed/ws") as ws:
+            wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 1)
+
+            def burst(app):  # ten events in one loop turn: the sender cannot drain in between
+                for i in range(10):
+                    app.publish(i)
+                return app.dropped_slow
+
+            assert feed.call(burst) == 1
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    ws.recv(timeout=5)
+            assert info.value.rcvd.code == 1008 and "too slow" in info.value.rcvd.reason
