@@ -129,9 +129,9 @@ def feedback_markdown(student: str, reports: list[GradeReport]) -> str:
         lines += [f"## {report.assignment}: {report.points:g} / {report.max_points:g} points", ""]
         if report.problem:
             lines += [f"**Problem with the notebook:** {report.problem}.", ""]
-        for number, q in enumerate(report.questions, 1):
+        for q in report.questions:
             mark = "passed" if q.status == "passed" else q.status.replace("_", " ")
-            lines += [f"### Question {number}: {q.title}", "", f"**{q.points:g} / {q.max_points:g} points** ({mark})", ""]
+            lines += [f"### {q.title}", "", f"**{q.points:g} / {q.max_points:g} points** ({mark})", ""]
             if q.status != "passed":
                 lines += [f"- **What happened:** {q.reason}", f"- **Hint:** {q.hint}", ""]
         if report.notes:

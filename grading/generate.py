@@ -30,7 +30,10 @@ def generate(solutions: Path, exercises: Path, *, check: bool = False) -> list[s
     wanted = {p.name for p in sources}
     for source in sources:
         target = exercises / source.name
-        text = render(source)
+        try:
+            text = render(source)
+        except Exception as exc:
+            raise RuntimeError(f"{source.name}: {exc}") from exc
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             changed.append(source.name)
             if not check:
@@ -56,7 +59,11 @@ def main(args) -> int:
     root = project_root()
     solutions = args.solutions or root / "solutions"
     exercises = args.exercises or root / "exercises"
-    changed = generate(solutions, exercises, check=args.check)
+    try:
+        changed = generate(solutions, exercises, check=args.check)
+    except Exception as exc:  # a broken source: nested or unclosed solution region, bad metadata, bad JSON
+        print(f"could not generate exercises from {solutions}: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return 1
     if args.check:
         if changed:
             print(f"exercises/ is out of date for: {', '.join(changed)}. Run: python -m grading generate",

@@ -153,8 +153,14 @@ def _grade_question(question: Question, index_of: dict[str, int], run: RunResult
             return result(points, "partial", f"the test reported partial credit: {points:g} of {question.points:g}")
         return result(0.0, "failed", f"the test wrote to stderr, which counts as a failure: {test.stderr}")
     reason = f"{test.ename}: {test.evalue}" if test.evalue else test.ename
+    if failed_solution is not None and failed_solution.status == "crashed":
+        return result(0.0, "crashed", f"your solution cell {failed_solution.grade_id!r} ended the Python kernel "
+                                      f"(for example os._exit); after a restart the test failed with {reason}")
+    if failed_solution is not None and failed_solution.status == "timeout":
+        return result(0.0, "timeout", f"your solution cell {failed_solution.grade_id!r} did not finish within the "
+                                      f"per-cell limit ({failed_solution.evalue.rsplit('of ', 1)[-1]}) and was interrupted; "
+                                      f"then the test failed with {reason}")
     if failed_solution is not None:
-        cause = failed_solution.evalue if failed_solution.status in ("timeout", "crashed") else \
-            f"raised {failed_solution.ename}: {failed_solution.evalue}"
-        reason = f"your solution cell {failed_solution.grade_id!r} {cause}; then the test failed with {reason}"
+        reason = (f"your solution cell {failed_solution.grade_id!r} raised {failed_solution.ename}: "
+                  f"{failed_solution.evalue}; then the test failed with {reason}")
     return result(0.0, "failed", reason)

@@ -18,19 +18,15 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(prog="python -m servers", description="Run the Server Push Lab servers outside Jupyter.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module, help_text) in COMMANDS.items():
         sub_parser = sub.add_parser(name, help=help_text)
-        try:
+        if name == chosen:  # import only the command in use: start-up stays fast
             importlib.import_module(module).add_arguments(sub_parser)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            sub_parser.set_defaults(missing=module)
     args = parser.parse_args(argv)
-    if getattr(args, "missing", None):
-        parser.error(f"{args.command!r} is not built yet ({args.missing} is missing)")
     return importlib.import_module(COMMANDS[args.command][0]).main(args)
 
 

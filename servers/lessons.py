@@ -10,11 +10,14 @@ N}}`` (default 120 s). The budget bounds the whole notebook, not each cell: ever
 is left of it.
 
 Kernels talk to us over IPC sockets in a private temporary folder instead of TCP ports: random
-TCP ports picked by several kernels starting at once (parallel tests) can collide.
+TCP ports picked by several kernels starting at once (parallel tests) can collide. The kernel
+manager is the asynchronous one nbclient uses by default: with a synchronous one, nbclient's cell
+time-outs are not enforced.
 """
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import tempfile
 import time
@@ -68,7 +71,7 @@ def execute(notebook: str | Path | Any, *, cwd: str | Path | None = None, allow_
     otherwise the first error stops the run and is returned in ``Execution.error``.
     """
     import nbformat
-    from jupyter_client.manager import KernelManager
+    from jupyter_client.manager import AsyncKernelManager
     from nbclient import NotebookClient
 
     path = None
@@ -82,11 +85,11 @@ def execute(notebook: str | Path | Any, *, cwd: str | Path | None = None, allow_
     deadline = time.monotonic() + budget
 
     def remaining(_cell: Any) -> int:  # every cell gets what is left of the notebook's budget
-        return max(1, int(deadline - time.monotonic()) + 1)
+        return max(1, math.ceil(deadline - time.monotonic()))
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="spl-kernel-") as ipc_dir:
-        km = KernelManager(kernel_name=kernel_name, transport="ipc", ip=str(Path(ipc_dir) / "kernel"),
+        km = AsyncKernelManager(kernel_name=kernel_name, transport="ipc", ip=str(Path(ipc_dir) / "kernel"),
                            connection_file=str(Path(ipc_dir) / "kernel.json"))
         client = NotebookClient(nb, km=km, timeout=budget, timeout_func=remaining, allow_errors=allow_errors,
                                 resources={"metadata": {"path": str(cwd or Path.cwd())}})

@@ -145,6 +145,12 @@ class Tap:
             return
         _nodelay(server_writer)
         conn.transports.append(server_writer.transport)
+        if not self.running:  # stopped while we were connecting
+            conn.ended_by = conn.ended_by or "tap stopped"
+            for transport in conn.transports:
+                transport.abort()
+            conn.closed = time.time()
+            return
         await asyncio.gather(
             self._pump(conn, client_reader, server_writer, "up"),
             self._pump(conn, server_reader, client_writer, "down"),
@@ -518,6 +524,7 @@ def _annotate_http(msg: HttpMessage, raw: bytes, response: bool) -> list[str]:
         lines.append(_line(text + b"\r\n", f"{note} ({len(text) + 2} B)"))
     lines.append(_line(b"\r\n", "blank line: end of headers"))
     body = raw[msg.header_bytes: msg.header_bytes + msg.body_bytes]
+    event_stream = (msg.header("content-type") or "").startswith("text/event-stream")
     if msg.chunked:
         pos = 0
         while pos < len(body):
@@ -531,13 +538,23 @@ def _annotate_http(msg: HttpMessage, raw: bytes, response: bool) -> list[str]:
             chunk = body[line_end + 2: line_end + 2 + size]
             for part in chunk.splitlines(keepends=True) or [b""]:
                 if part:
-                    lines.append(_line(part, "chunk data"))
+                    lines.append(_line(part, _sse_note(part) if event_stream else "chunk data"))
             lines.append(_line(b"\r\n", "end of chunk"))
             pos = line_end + 2 + size + 2
     elif body:
         for i, part in enumerate(body.splitlines(keepends=True)[:20]):
             lines.append(_line(part, f"body ({len(body)} B)" if i == 0 else "body"))
     return lines
+
+
+def _sse_note(line: bytes) -> str:
+    """What one line of a Server-Sent Events stream is (WHATWG HTML, "event stream interpretation")."""
+    if line in (b"\n", b"\r\n", b"\r"):
+        return "SSE blank line: end of event"
+    if line.startswith(b":"):
+        return "SSE comment (heartbeat)"
+    field = line.split(b":", 1)[0].decode("latin-1")
+    return f"SSE field {field!r}" if field in ("id", "data", "event", "retry") else "SSE line"
 
 
 def _annotate_frames(data: bytes, who: str) -> list[str]:

@@ -146,3 +146,26 @@ def test_nginx_config_per_policy(policy, expected):
                    "~^/(api/tickets|m|qr)/(?<t>[^/.]+) $t;", "server 127.0.0.1:8001 max_fails=0;", "daemon off;",
                    "listen 127.0.0.1:8080;"):
         assert needed in text, needed
+
+
+def test_missing_nginx_says_how_to_install_it(monkeypatch):
+    from servers.balancer import nginx as nginx_driver
+    from servers.balancer import start_balancer
+
+    monkeypatch.delenv("NGINX", raising=False)
+    monkeypatch.setattr(nginx_driver.shutil, "which", lambda name: None)
+    monkeypatch.setattr(nginx_driver.os.path, "isfile", lambda path: False)
+    with pytest.raises(nginx_driver.NginxMissing) as info:
+        start_balancer(["A=http://127.0.0.1:1"], kind="nginx")
+    message = str(info.value)
+    for hint in ("apt-get install nginx", "brew install nginx", "conda install -c conda-forge nginx", 'kind="python"'):
+        assert hint in message
+
+
+def test_unknown_kind_and_policy_are_refused():
+    from servers.balancer import start_balancer
+
+    with pytest.raises(ValueError, match="python, nginx"):
+        start_balancer(["A=http://127.0.0.1:1"], kind="haproxy")
+    with pytest.raises(ValueError, match="ticket_hash"):
+        start_balancer(["A=http://127.0.0.1:1"], policy="sticky")

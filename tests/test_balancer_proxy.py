@@ -263,7 +263,8 @@ def test_client_leaving_a_stream_closes_the_upstream(balancer_factory):
     a = start_backend("A")
     lb = balancer_factory([a], kind="python")
     with requests.get(lb.url + "/stream", stream=True, timeout=10) as r:
-        next(r.iter_content(chunk_size=None))
+        chunks = r.iter_content(chunk_size=None)  # kept: closing this generator early closes the socket
+        next(chunks)
         assert lb.open_connections() == {"A": 1}
     # After the client leaves, the balancer closes its upstream connection and stops counting it.
     import time

@@ -32,8 +32,8 @@ def feed_process():
         proc.wait(10)
 
 
-def test_prints_one_json_line_with_every_url(feed_process):
-    _, info = feed_process
+def test_prints_its_urls_serves_all_five_techniques_and_stops_on_sigterm(feed_process):
+    proc, info = feed_process
     base = info["url"]
     assert base.startswith("http://127.0.0.1:") and not base.endswith(":0")
     assert info["name"] == "A"
@@ -41,11 +41,6 @@ def test_prints_one_json_line_with_every_url(feed_process):
     assert info["poll"] == base + "/feed/poll" and info["longpoll"] == base + "/feed/longpoll"
     assert info["sse"] == base + "/feed/sse" and info["ws"] == ws_base + "/feed/ws"
     assert info["stomp"] == ws_base + "/stomp" and info["pages"] == base + "/pages/"
-
-
-def test_serves_all_five_techniques_and_stops_on_sigterm(feed_process):
-    proc, info = feed_process
-    base = info["url"]
     assert publish(base, "one") == 1
     assert requests.get(base + "/feed/poll").headers["X-Served-By"] == "A"
     assert [e["data"] for e in poll(base)["events"]] == ["one"]

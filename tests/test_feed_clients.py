@@ -35,6 +35,15 @@ def test_iter_poll_and_iter_longpoll_keep_the_cursor(feed):
     assert [e["seq"] for e in iter_longpoll(feed, after=1, timeout=1, max_events=2)] == [2, 3]
 
 
+def test_iter_poll_counts_wasted_requests(feed):
+    stats = {}
+    assert list(iter_poll(feed, interval=0.01, duration=0.2, stats=stats)) == []
+    assert stats["requests"] >= 2 and stats["empty"] == stats["requests"]
+    stats = {}
+    assert list(iter_longpoll(feed, timeout=0.05, duration=0.2, stats=stats)) == []
+    assert stats["requests"] >= 1 and stats["empty"] == stats["requests"]
+
+
 def test_iter_poll_reports_gaps():
     with start_feed(name="feed-clients-small", buffer_size=2) as feed:
         for i in range(4):

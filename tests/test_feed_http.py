@@ -3,22 +3,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
-import threading
 import time
 
 import pytest
 import requests
 
+from servers.clients.feed import wait_until
 from servers.feed.app import start_feed
 
 
-def wait_until(condition, timeout=5.0):
-    """Wait for server state to change (a condition on state, not a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 @pytest.fixture
@@ -164,3 +157,5 @@ def test_unknown_page_is_json_404(feed):
     r = requests.get(feed.url + "/pages/nope")
     assert r.status_code == 404 and r.json()["error"] == "not_found"
     assert requests.get(feed.url + "/pages/..%2Fapp.py").status_code == 404
+    assert requests.get(feed.url + "/pages/base.html").status_code == 404  # templates only rendered
+    assert requests.get(feed.url + "/pages/sse.html").status_code == 404

@@ -125,6 +125,21 @@ def test_silent_client_is_dropped_after_twice_its_heart_beat():
             session.close()
 
 
+def test_stomp_1_0_without_accept_version_and_without_escaping(feed):
+    session = Stomp(feed.ws_url + "/stomp", subprotocols=("v10.stomp",))
+    try:
+        session.send("CONNECT", {"login": "x"})  # no accept-version: a 1.0 client
+        assert session.recv().headers["version"] == "1.0"
+        session.parser.escape = False
+        session.send_raw("SUBSCRIBE\ndestination:/topic/a\\cb\n\n\x00")  # 1.0: no id, taken literally
+        session.send_raw("SEND\ndestination:/topic/a\\cb\nreceipt:r\n\nraw\x00")
+        frames = [session.recv(), session.recv()]
+        message = next(f for f in frames if f.command == "MESSAGE")
+        assert message.headers["destination"] == "/topic/a\\cb" and message.body == b"raw"
+    finally:
+        session.close()
+
+
 def test_unsupported_version_is_an_error(stomp):
     stomp.send("CONNECT", {"accept-version": "2.0"})
     error, _ = stomp.expect_error_then_close()

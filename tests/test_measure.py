@@ -166,3 +166,22 @@ def test_show_outside_jupyter_prints_the_url(capsys, monkeypatch):
     monkeypatch.delenv("SERVER_PUSH_LAB_BASE_URL", raising=False)
     show(FakeHandle(), "/x")
     assert capsys.readouterr().out.strip() == "http://127.0.0.1:41234/x"
+
+
+@pytest.mark.notebook
+def test_progress_updates_one_output_in_place_in_a_notebook():
+    import nbformat
+
+    from servers.lessons import execute
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from servers.measure import Progress\n"
+        "with Progress(50, 'events', every_seconds=0) as bar:\n"
+        "    for _ in range(50):\n"
+        "        bar.update()")])
+    result = execute(nb, budget=60)
+    assert result.ok, result.error
+    outputs = result.nb.cells[0].outputs
+    assert len(outputs) == 1, f"expected one output updated in place, got {outputs}"
+    assert outputs[0].output_type == "display_data"
+    assert outputs[0].data["text/plain"].startswith("events 50/50 (100%)")

@@ -14,11 +14,23 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from servers.lessons import discover, error_cells, execute, is_graded_cell, is_solution_cell
+from servers.lessons import discover, error_cells, execute, is_graded_cell, is_solution_cell, time_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNABLE = discover(ROOT, ("notebooks", "solutions"))
 EXERCISES = discover(ROOT, ("exercises",))
+
+
+def _with_budget(paths: list[Path]) -> list:
+    """Each notebook as a test parameter whose pytest time-out leaves room for its own budget."""
+    params = []
+    for path in paths:
+        try:
+            budget = time_budget(nbformat.read(path, as_version=4))
+        except Exception:  # unreadable: the test itself reports it
+            budget = 120
+        params.append(pytest.param(path, marks=pytest.mark.timeout(budget + 60), id=str(path.relative_to(ROOT))))
+    return params
 
 
 def _id(path: Path) -> str:
@@ -32,7 +44,7 @@ def _failure(result) -> str:
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.parametrize("path", RUNNABLE, ids=_id)
+@pytest.mark.parametrize("path", _with_budget(RUNNABLE))
 def test_notebook_runs_in_a_fresh_kernel(path):
     result = execute(path)
     if not result.ok:
@@ -41,7 +53,7 @@ def test_notebook_runs_in_a_fresh_kernel(path):
 
 @pytest.mark.notebook
 @pytest.mark.slow
-@pytest.mark.parametrize("path", EXERCISES, ids=_id)
+@pytest.mark.parametrize("path", _with_budget(EXERCISES))
 def test_exercise_fails_only_in_stub_and_graded_cells(path):
     result = execute(path, allow_errors=True)
     if result.error is not None:  # a time-out or a dead kernel, not a failing cell
@@ -57,14 +69,18 @@ def test_exercise_fails_only_in_stub_and_graded_cells(path):
 
 
 def _tracked_notebooks() -> list[Path]:
-    """Notebooks git knows of (committed or new but not ignored), else every one found on disk."""
+    """Notebooks git knows of (committed or new but not ignored), else every one found on disk.
+
+    Test fixtures under tests/ are left out: sample student submissions carry outputs (and some
+    are broken) on purpose.
+    """
     try:
         listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.ipynb"],
-                                cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
-        return sorted(ROOT / p for p in listed if (ROOT / p).exists())
+                                cwd=ROOT, capture_output=True, text=True, check=True).stdout.splitlines()
+        found = [ROOT / p for p in listed if (ROOT / p).exists()]
     except (OSError, subprocess.CalledProcessError):
-        return sorted(p for p in ROOT.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
-                      and ".venv" not in p.parts and "build" not in p.parts)
+        found = [p for p in ROOT.rglob("*.ipynb") if not {".ipynb_checkpoints", ".venv", "build"} & set(p.parts)]
+    return sorted(p for p in found if p.relative_to(ROOT).parts[0] != "tests")
 
 
 @pytest.mark.parametrize("path", _tracked_notebooks(), ids=_id)
@@ -89,3 +105,36 @@ def test_notebook_declares_a_time_budget_and_parameters(path):
 
 def test_discovery_finds_the_tour():
     assert ROOT / "notebooks" / "00-tour.ipynb" in RUNNABLE
+
+
+def _write(path: Path, *sources: str, budget: int | None = None) -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    if budget is not None:
+        nb.metadata["server_push_lab"] = {"timeout_seconds": budget}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.notebook
+def test_lessons_command_renders_html_and_reports_failures(tmp_path, capsys):
+    from servers.lessons import main
+
+    _write(tmp_path / "notebooks" / "01-good.ipynb", "print('fine')")
+    _write(tmp_path / "notebooks" / "02-bad.ipynb", "1 / 0")
+    out = tmp_path / "build"
+    assert main([str(out), "--root", str(tmp_path)]) == 1
+    assert sorted(p.name for p in out.iterdir()) == ["01-good.html", "02-bad.html"]
+    printed = capsys.readouterr()
+    assert "01-good.ipynb" in printed.out and "ok" in printed.out and "FAILED" in printed.out
+    assert "ZeroDivisionError" in printed.err
+    assert main([str(out), "--root", str(tmp_path), "--only", "good"]) == 0
+
+
+@pytest.mark.notebook
+def test_the_time_budget_bounds_the_whole_notebook(tmp_path):
+    # Three cells of 2.5 s: each alone fits within 6 s, together they exceed the 6 s budget.
+    path = _write(tmp_path / "slow.ipynb", "import time; time.sleep(2.5)", "time.sleep(2.5)", "time.sleep(2.5)",
+                  "print('end')", budget=6)
+    result = execute(path)
+    assert not result.ok and "end" not in str(result.nb.cells[3].get("outputs"))

@@ -340,3 +340,18 @@ def test_phone_calls_need_no_origin_check(qr):
     _, created = new_browser(qr)
     auth = {**phone_token(qr), "Origin": "http://phone-app.example"}
     assert requests.post(f"{qr.url}/api/tickets/{created['ticket']}/scan", headers=auth).status_code == 200
+
+
+def test_redis_restart_and_outage(redis_url):
+    """The app reconnects after Redis restarts; while Redis is down it answers a JSON 503."""
+    from servers.redisproc import start_redis
+
+    with start_redis() as own_redis, start_qrlogin("R", redis_url=own_redis.url) as qr:
+        assert requests.post(qr.url + "/api/tickets").status_code == 201
+        own_redis.restart()
+        assert requests.post(qr.url + "/api/tickets").status_code == 201, "reconnected by itself"
+        own_redis.stop()
+        down = requests.post(qr.url + "/api/tickets")
+        assert down.status_code == 503 and down.json()["error"] == "store_unavailable"
+        own_redis.start()
+        assert requests.post(qr.url + "/api/tickets").status_code == 201

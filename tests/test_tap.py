@@ -328,6 +328,42 @@ def test_parsers_on_known_bytes():
     assert [(f.kind, f.header_bytes, f.payload) for f in frames] == [("text", 6, b"Hello")]
 
 
+@pytest.mark.nginx
+def test_tap_in_front_of_a_real_nginx():
+    try:
+        from servers.balancer.nginx import NginxBalancer, NginxMissing
+    except ImportError as exc:  # the balancer package is optional for the tap
+        pytest.skip(f"servers.balancer.nginx not available: {exc}")
+    server = servers.serve(web_app("behind-nginx"))
+    try:
+        nginx = NginxBalancer([server], "round_robin").start()
+    except NginxMissing as exc:
+        pytest.skip(str(exc))
+    try:
+        with start_tap(nginx) as tap:
+            request = b"GET /body/777 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            sock = connect(tap.url)
+            sock.sendall(request)
+            response = recv_all(sock)
+            sock.close()
+            assert b"X-Served-By: behind-nginx" in response and response.endswith(b"x" * 777)
+
+            async def talk():
+                ws = await tornado.websocket.websocket_connect(tap.ws_url + "/ws")
+                await ws.write_message("through nginx")
+                assert await ws.read_message() == "through nginx"
+                ws.close()
+
+            runtime.run(talk())
+            wait_closed(tap, 2)
+            first = tap.connections().iloc[0]
+            assert (first.bytes_up, first.bytes_down) == (len(request), len(response))
+            assert "nginx" in tap.text(1).lower()  # nginx's own Server header, annotated
+            assert "101 Switching Protocols" in tap.text(2)
+    finally:
+        nginx.cleanup()
+
+
 # -- against a real capture --------------------------------------------------------------------------
 
 @pytest.mark.slow
@@ -439,3 +475,19 @@ class Packets:
             return all((p, tap_port) in fins and (tap_port, p) in fins for p in client_ports)
 
         assert self._wait(all_fins), f"tshark did not report every FIN; last rows: {self.rows[-5:]}"
+
+
+def test_show_labels_server_sent_event_lines():
+    class Stream(BaseHandler):
+        async def get(self):
+            self.set_header("Content-Type", "text/event-stream")
+            self.write("retry: 1000\n\n: heartbeat\n\nid: 1\ndata: {\"seq\": 1}\n\n")
+            await self.flush()
+
+    app = servers.ServerApp([(r"/sse", Stream)], name="sse")
+    with servers.serve(app) as server, start_tap(server) as tap:
+        requests.get(tap.url + "/sse", headers={"Connection": "close"})
+        text = tap.text()
+    for expected in ("SSE field 'retry'", "SSE comment (heartbeat)", "SSE field 'id'", "SSE field 'data'",
+                     "SSE blank line: end of event", "chunk size"):
+        assert expected in text, text

@@ -118,9 +118,9 @@ def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: s
                    connect_timeout: float = 3.0, failover: bool = False, seed: int | None = None) -> BalancerHandle:
     """Start a balancer in front of ``backends`` (URLs, ``"NAME=URL"`` or server handles).
 
-    ``kind="python"`` is ours, in-process on the server loop (re-running a cell with the same
-    ``name`` replaces it); ``kind="nginx"`` starts real nginx (raises :class:`NginxMissing` with
-    install instructions where there is none). ``port=0`` picks a free port. A backend that is down
+    ``kind="python"`` is ours, in-process on the server loop; ``kind="nginx"`` starts real nginx (raises :class:`NginxMissing` with
+    install instructions where there is none). Either way, starting a balancer under a ``name``
+    already running replaces it (re-running a cell). ``port=0`` picks a free port. A backend that is down
     gives a JSON 502 with both; ``failover=True`` (nginx only) lets nginx retry another backend.
     ``seed`` makes ours' ``random`` policy repeatable (nginx's ``random`` cannot be seeded).
     """
@@ -133,8 +133,9 @@ def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: s
         app = BalancerApp(backends, policy, name=name, connect_timeout=connect_timeout, seed=seed)
         return BalancerHandle(kind, policy, name, serve(app, host=host, port=port))
     if kind == "nginx":
-        from servers.balancer.nginx import NginxBalancer
+        from servers.balancer.nginx import NginxBalancer, stop_same_name
 
+        stop_same_name(name)
         impl = NginxBalancer(backends, policy, name=name, host=host, port=port,
                              connect_timeout=connect_timeout, failover=failover)
         try:

@@ -271,7 +271,7 @@ class NginxBalancer:
                                             stdin=subprocess.DEVNULL, start_new_session=True)
             stderr.close()
             if self._wait_ready(timeout):
-                _running.add(self)
+                _running[self.name] = self
                 return self
             last = self._read_errors()
             self._kill()
@@ -319,7 +319,8 @@ class NginxBalancer:
 
     def cleanup(self) -> None:
         self.stop()
-        _running.discard(self)
+        if _running.get(self.name) is self:
+            del _running[self.name]
         self._tmp.cleanup()
 
     # -- backends ------------------------------------------------------------------------------
@@ -371,12 +372,19 @@ class NginxBalancer:
 
 # nginx runs in a session of its own (so a terminal's Ctrl-C reaches us, and we stop it in order);
 # whatever is still running when the interpreter or kernel exits is stopped here.
-_running: "set[NginxBalancer]" = set()
+_running: "dict[str, NginxBalancer]" = {}
+
+
+def stop_same_name(name: str) -> None:
+    """Stop the nginx balancer running under ``name`` (re-running a cell replaces it, as ours does)."""
+    old = _running.get(name)
+    if old is not None:
+        old.cleanup()
 
 
 @atexit.register
 def _stop_running() -> None:
-    for balancer in list(_running):
+    for balancer in list(_running.values()):
         try:
             balancer.stop(timeout=2)
         except Exception:

@@ -337,6 +337,10 @@ class WebSocketProxyHandler(_BalancerReplies, tornado.websocket.WebSocketHandler
                 return
         except Exception as exc:
             self._reply_bad_gateway_later(f"could not connect ({_describe(exc)})")
+        if self.upstream is not None and self.request.connection.stream.closed():
+            self.upstream.close()  # the client left while we were connecting to the backend
+            self._uncount()
+            return
         if self.upstream is not None:
             self.entry["status"] = 101
             app.open_upstreams.add(self.upstream)

@@ -40,3 +40,16 @@ def decode_json_message(text: str | bytes) -> dict[str, Any]:
     if not isinstance(message, dict):
         raise ValueError(f"expected a JSON object from the server, got {text!r}")
     return message
+
+
+def wait_until(condition: Any, timeout: float = 5.0, what: str = "condition") -> None:
+    """Return once ``condition()`` is true, checking every 5 ms; ``TimeoutError`` after ``timeout`` s.
+
+    For waiting on *server state* from a cell or a test (``feed.call(lambda app: app.waiter_count) == 1``)
+    instead of sleeping a guessed time.
+    """
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached within {timeout} s")
+        time.sleep(0.005)

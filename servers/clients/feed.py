@@ -14,7 +14,9 @@ STOMP          ``StompClient(feed)``                        ``await AsyncStompCl
 
 ``feed`` is a base URL (``http://127.0.0.1:PORT``) or a server handle. Every received event has
 ``received_at`` (``time.time()`` on arrival): latency is ``received_at - sent_at``.
+``wait_until(condition)`` waits for server state (e.g. a long poll being held) without guessing a sleep.
 """
+from servers.clients._common import wait_until
 from servers.clients.http import alongpoll, apoll, apublish, iter_longpoll, iter_poll, longpoll, poll, publish
 from servers.clients.sse import AsyncSSEStream, SSEStream, sse_message
 from servers.clients.stomp import AsyncStompClient, StompClient, StompErrorFrame
@@ -22,4 +24,4 @@ from servers.clients.ws import AsyncFeedWebSocket, ConnectionClosed, FeedWebSock
 
 __all__ = ["publish", "poll", "longpoll", "iter_poll", "iter_longpoll", "apublish", "apoll", "alongpoll",
            "SSEStream", "AsyncSSEStream", "sse_message", "FeedWebSocket", "AsyncFeedWebSocket", "ConnectionClosed",
-           "StompClient", "AsyncStompClient", "StompErrorFrame"]
+           "StompClient", "AsyncStompClient", "StompErrorFrame", "wait_until"]

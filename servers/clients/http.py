@@ -11,7 +11,7 @@ import asyncio
 import json
 import time
 import weakref
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import requests
 import tornado.httpclient
@@ -46,44 +46,50 @@ def longpoll(server: Any, after: int = 0, timeout: float = 30, session: requests
                                       timeout=timeout + 10)))
 
 
-def _events_of(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    if body.get("missed"):
-        yield {"type": "gap", "missed": body["missed"], "received_at": time.time()}
-    yield from body["events"]
+def _follow(ask: Callable[[requests.Session, int, float | None], dict[str, Any]], after: int,
+            max_events: int | None, duration: float | None, pause: float,
+            stats: dict[str, int] | None) -> Iterator[dict[str, Any]]:
+    """The loop both pollers share: ask after the cursor, yield what came, move the cursor."""
+    deadline = None if duration is None else time.monotonic() + duration
+    stats = {} if stats is None else stats
+    stats.update(requests=0, empty=0)
+    count = 0
+    with requests.Session() as session:
+        while deadline is None or time.monotonic() < deadline:
+            body = ask(session, after, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            stats["requests"] += 1
+            stats["empty"] += not body["events"]
+            if body.get("missed"):
+                yield {"type": "gap", "missed": body["missed"], "received_at": time.time()}
+            for event in body["events"]:
+                after = event["seq"]
+                count += 1
+                yield event
+                if max_events is not None and count >= max_events:
+                    return
+            if pause:
+                time.sleep(pause if deadline is None else max(0.0, min(pause, deadline - time.monotonic())))
 
 
 def iter_poll(server: Any, interval: float = 1.0, after: int = 0, max_events: int | None = None,
-              duration: float | None = None) -> Iterator[dict[str, Any]]:
-    """Short-poll every ``interval`` s and yield each new event (stops after ``max_events`` or ``duration`` s)."""
-    deadline = None if duration is None else time.monotonic() + duration
-    count = 0
-    with requests.Session() as session:
-        while deadline is None or time.monotonic() < deadline:
-            for item in _events_of(poll(server, after, session)):
-                if "seq" in item:
-                    after = item["seq"]
-                    count += 1
-                yield item
-                if max_events is not None and count >= max_events:
-                    return
-            time.sleep(interval if deadline is None else max(0.0, min(interval, deadline - time.monotonic())))
+              duration: float | None = None, stats: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Short-poll every ``interval`` s and yield each new event, stopping after ``max_events``
+    events or ``duration`` s. Pass a dict as ``stats`` to have it count ``requests`` and ``empty``
+    answers (the wasted ones) as it goes.
+    """
+    return _follow(lambda session, cursor, _left: poll(server, cursor, session), after, max_events, duration,
+                   interval, stats)
 
 
 def iter_longpoll(server: Any, after: int = 0, timeout: float = 30, max_events: int | None = None,
-                  duration: float | None = None) -> Iterator[dict[str, Any]]:
-    """Long-poll in a loop, re-asking at once after each answer, and yield each new event."""
-    deadline = None if duration is None else time.monotonic() + duration
-    count = 0
-    with requests.Session() as session:
-        while deadline is None or time.monotonic() < deadline:
-            wait = timeout if deadline is None else max(0.0, min(timeout, deadline - time.monotonic()))
-            for item in _events_of(longpoll(server, after, wait, session)):
-                if "seq" in item:
-                    after = item["seq"]
-                    count += 1
-                yield item
-                if max_events is not None and count >= max_events:
-                    return
+                  duration: float | None = None, stats: dict[str, int] | None = None) -> Iterator[dict[str, Any]]:
+    """Long-poll in a loop, re-asking at once after each answer, and yield each new event
+    (``stats`` as for :func:`iter_poll`; here an empty answer is a long poll that timed out).
+    """
+    def ask(session: requests.Session, cursor: int, left: float | None) -> dict[str, Any]:
+        return longpoll(server, cursor, timeout if left is None else min(timeout, left), session)
+
+    return _follow(ask, after, max_events, duration, 0.0, stats)
 
 
 # --- async: for many clients at once (await from a cell, or run on the server loop) ----------

@@ -307,22 +307,95 @@ class PollChannel(Channel):
             await self._poll_once()
 
 
+class _RawGet:
+    """One GET on its own TCP connection, which the client can drop at any moment (``close()``).
+
+    Tornado's HTTP client cannot abort a request in flight; a browser closing a tab can. So the
+    held requests (long poll, SSE) are sent by hand: the server sees the disconnect at once.
+    """
+
+    def __init__(self, browser: AsyncBrowser, path: str, headers: dict[str, str] | None = None) -> None:
+        self.browser = browser
+        self.parts = urllib.parse.urlsplit(browser.base_url)
+        self.path = self.parts.path + path
+        self.extra = headers or {}
+        self.stream: tornado.iostream.IOStream | None = None
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.served_by: str | None = None
+
+    async def start(self) -> None:
+        """Connect, send the request, read the status line and headers."""
+        host, port = self.parts.hostname, self.parts.port or 80
+        self.stream = await tornado.tcpclient.TCPClient().connect(host, port, source_ip=self.browser.source_address)
+        headers = self.browser.headers({"Host": self.parts.netloc, **self.extra})
+        request = f"GET {self.path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        await self.stream.write(request.encode("latin-1"))
+        head = (await self.stream.read_until(b"\r\n\r\n", max_bytes=65536)).decode("latin-1")
+        lines = head.split("\r\n")
+        self.status = int(lines[0].split()[1])
+        self.headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
+        self.served_by = self.headers.get("x-served-by")
+
+    async def chunks(self):
+        """The body as it arrives (de-chunked); ends when the response or the connection ends."""
+        assert self.stream is not None
+        if "content-length" in self.headers:
+            length = int(self.headers["content-length"])
+            if length:
+                yield await self.stream.read_bytes(length)
+            return
+        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        try:
+            while True:
+                if chunked:
+                    size = int((await self.stream.read_until(b"\r\n", max_bytes=100)).split(b";")[0], 16)
+                    if size == 0:
+                        return
+                    yield (await self.stream.read_bytes(size + 2))[:-2]
+                else:
+                    yield await self.stream.read_bytes(65536, partial=True)
+        except tornado.iostream.StreamClosedError:
+            return
+
+    async def json(self, what: str) -> dict[str, Any]:
+        """The whole body as JSON, or :class:`QRError` for a 4xx/5xx."""
+        body = b"".join([chunk async for chunk in self.chunks()])
+        self.close()
+        data = json.loads(body) if body else {}
+        if self.status >= 400:
+            raise QRError(self.status, data, self.served_by, what)
+        return data
+
+    def close(self) -> None:
+        if self.stream is not None:
+            self.stream.close()
+
+
 class LongPollChannel(Channel):
     """Long polling: a held ``GET .../longpoll?state=<known>&timeout=S``, re-sent after each answer."""
 
     def __init__(self, browser: AsyncBrowser, ticket: str) -> None:
         super().__init__(browser, ticket)
         self._held: asyncio.Future | None = None
+        self._request: _RawGet | None = None
 
     async def open(self) -> None:
         self.state = "pending"
         self._hold()
 
     def _hold(self) -> None:
-        path = f"/api/tickets/{self.ticket}/longpoll?state={self.state}&timeout={self.browser.longpoll_timeout}"
-        self._held = asyncio.ensure_future(
-            self.browser.request("GET", path, timeout=self.browser.longpoll_timeout + 10, what="longpoll: "))
+        self._held = asyncio.ensure_future(self._long_poll(self.state))
         self._held.add_done_callback(lambda f: f.cancelled() or f.exception())  # abandoned polls stay quiet
+
+    async def _long_poll(self, known: str | None) -> tuple[dict[str, Any], str | None]:
+        path = f"/api/tickets/{self.ticket}/longpoll?state={known}&timeout={self.browser.longpoll_timeout}"
+        self._request = request = _RawGet(self.browser, path)
+        try:
+            await request.start()
+            return await request.json("longpoll: "), request.served_by
+        finally:
+            request.close()
 
     async def _produce(self) -> None:
         while True:
@@ -337,71 +410,54 @@ class LongPollChannel(Channel):
 
     async def close(self) -> None:
         await super().close()
+        if self._request is not None:
+            self._request.close()  # the server sees the browser leave
+        if self._held is not None:
+            self._held.cancel()
         self._held = None
 
 
 class SSEChannel(Channel):
-    """``GET .../events`` over a plain TCP stream parsed by ``servers.wire.sse`` (closable at will)."""
+    """``GET .../events`` on its own connection, parsed by ``servers.wire.sse`` (closable at will)."""
 
     def __init__(self, browser: AsyncBrowser, ticket: str, last_event_id: int = 0) -> None:
         super().__init__(browser, ticket)
         self.last_event_id = last_event_id
-        self.stream: tornado.iostream.IOStream | None = None
+        self._request: _RawGet | None = None
         self._reader: asyncio.Task | None = None
         self.status: int | None = None
 
     async def open(self) -> None:
-        parts = urllib.parse.urlsplit(self.browser.base_url)
-        host, port = parts.hostname, parts.port or 80
-        self.stream = await tornado.tcpclient.TCPClient().connect(host, port, source_ip=self.browser.source_address)
-        headers = self.browser.headers({"Host": parts.netloc, "Accept": "text/event-stream",
-                                        "Cache-Control": "no-cache"})
+        headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
         if self.last_event_id:
             headers["Last-Event-ID"] = str(self.last_event_id)
-        request = f"GET {parts.path}/api/tickets/{self.ticket}/events HTTP/1.1\r\n"
-        request += "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-        await self.stream.write(request.encode("latin-1"))
-        head = (await self.stream.read_until(b"\r\n\r\n", max_bytes=65536)).decode("latin-1")
-        lines = head.split("\r\n")
-        self.status = int(lines[0].split()[1])
-        response_headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:] if line)}
-        self.served_by = response_headers.get("x-served-by")
+        self._request = _RawGet(self.browser, f"/api/tickets/{self.ticket}/events", headers)
+        await self._request.start()
+        self.status, self.served_by = self._request.status, self._request.served_by
+        if self.status == 204:  # nothing more will come for this ticket
+            self._request.close()
+            self._got(None)
+            return
         if self.status != 200:
-            body = b""
-            if "content-length" in response_headers:
-                body = await self.stream.read_bytes(int(response_headers["content-length"]))
-            self.stream.close()
-            if self.status == 204:
-                self._got(None)
-                return
-            raise QRError(self.status, json.loads(body or b"{}"), self.served_by, "events: ")
-        chunked = "chunked" in response_headers.get("transfer-encoding", "").lower()
-        self._reader = asyncio.ensure_future(self._read(chunked))
+            await self._request.json("events: ")  # raises QRError with the server's reason
+        self._reader = asyncio.ensure_future(self._read())
         await self.next(None)  # the first message: the current state
 
-    async def _read(self, chunked: bool) -> None:
+    async def _read(self) -> None:
         parser = SSEParser()
         try:
-            while True:
-                if chunked:
-                    size = int((await self.stream.read_until(b"\r\n", max_bytes=100)).split(b";")[0], 16)
-                    if size == 0:
-                        break
-                    data = await self.stream.read_bytes(size + 2)
-                    data = data[:-2]
-                else:
-                    data = await self.stream.read_bytes(65536, partial=True)
+            async for data in self._request.chunks():
                 for event in parser.feed(data):
                     self._got(json.loads(event.data))
-        except (tornado.iostream.StreamClosedError, ValueError):
+        except ValueError:
             pass
         finally:
             self._got(None)
 
     async def close(self) -> None:
         await super().close()
-        if self.stream is not None:
-            self.stream.close()
+        if self._request is not None:
+            self._request.close()
         if self._reader is not None:
             self._reader.cancel()
 
@@ -564,13 +620,16 @@ class Browser:
 async def login_once_async(base_url: Any, transport: str = "sse", timeout: float = 5.0, *, user: str = "alice",
                            password: str = "alice", browser_address: str | None = BROWSER_ADDRESS,
                            phone_address: str | None = PHONE_ADDRESS, poll_interval: float = 0.2,
-                           longpoll_timeout: float = 30.0, phone: AsyncPhone | None = None) -> dict[str, Any]:
+                           longpoll_timeout: float = 30.0, phone: AsyncPhone | None = None,
+                           phone_url: Any = None) -> dict[str, Any]:
     """One login from QR to session, the way the seed's story goes. Never raises for a failed login.
 
     Returns ``ticket, transport, ok, error, latency_s`` (phone's confirm sent → browser saw
     ``confirmed``, on this process's monotonic clock) and ``served_by_<step>`` for create,
     channel, login, scan, confirm, redeem - where each step landed behind a balancer.
-    ``timeout`` bounds the wait for ``confirmed`` on the browser's channel.
+    ``timeout`` bounds the wait for ``confirmed`` on the browser's channel. ``phone_url`` sends
+    the phone to another address than the browser (the seed's story without a balancer: browser
+    on server A, phone on server B).
     """
     result: dict[str, Any] = {"transport": transport, "ticket": None, "ok": False, "error": None, "latency_s": None,
                               "started_at": time.time(), "served_by_create": None, "served_by_channel": None,
@@ -578,7 +637,7 @@ async def login_once_async(base_url: Any, transport: str = "sse", timeout: float
                               "served_by_redeem": None}
     browser = AsyncBrowser(base_url, transport, browser_address, poll_interval=poll_interval,
                            longpoll_timeout=longpoll_timeout)
-    phone = phone or AsyncPhone(base_url, phone_address, user, password)
+    phone = phone or AsyncPhone(phone_url or base_url, phone_address, user, password)
     channel: Channel | None = None
     step = "create"
     try:

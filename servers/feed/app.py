@@ -19,6 +19,7 @@ From a cell::
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from servers.feed.buffer import EventBuffer
@@ -31,7 +32,7 @@ from servers.feed.stomp_session import StompWebSocketHandler
 from servers.feed.ws import FeedWebSocketHandler
 from servers.runtime import ServerApp, ServerHandle, serve
 
-__all__ = ["FeedApp", "make_feed_app", "start_feed", "DEFAULT_SETTINGS", "ROUTES"]
+__all__ = ["FeedApp", "make_feed_app", "start_feed", "urls", "DEFAULT_SETTINGS", "ROUTES"]
 
 #: Every tunable, with its default. Pass any of them to make_feed_app / start_feed.
 DEFAULT_SETTINGS: dict[str, Any] = {
@@ -44,7 +45,6 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "stomp_max_headers": 32,
     "stomp_max_header_length": 4096,          # bytes per header line
     "stomp_max_body": 32 * 1024,              # below the WebSocket limit, so ERROR (not 1009) says why
-    "websocket_ping_interval": None,
 }
 
 ROUTES = [
@@ -74,14 +74,24 @@ class FeedApp(ServerApp):
         for controller in (stomp_controllers if stomp_controllers is not None else [GreetingController()]):
             self.stomp.add_controller(controller)
         self.dropped_slow = 0
+        self.loop: asyncio.AbstractEventLoop | None = None  # set by startup(): where publish must run
+
+    async def startup(self) -> None:
+        self.loop = asyncio.get_running_loop()
 
     # --- the one write path -----------------------------------------------------------------
     def publish(self, data: Any) -> dict[str, Any]:
         """Append an event and push it everywhere: long polls, SSE, WebSocket, STOMP /topic/feed.
 
         Call it on the server loop: ``handle.call(lambda app: app.publish(x))``.
-        Returns the event ``{"seq", "data", "sent_at"}``.
+        Returns the event ``{"seq", "data", "sent_at"}``. ``data`` must be JSON-serialisable
+        (checked here, so that no push connection fails on it later).
         """
+        self._check_loop()
+        try:
+            json.dumps(data)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"event data must be JSON-serialisable: {exc}") from None
         event = self.buffer.append(data)
         waiters, self.waiters = self.waiters, set()
         for waiter in waiters:
@@ -91,6 +101,18 @@ class FeedApp(ServerApp):
             subscriber.deliver(event)
         self.stomp.deliver_event(event)
         return event
+
+    def _check_loop(self) -> None:
+        """State is touched only on the server's own loop; say so clearly instead of racing it."""
+        if self.loop is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not self.loop:
+            raise RuntimeError(f"{self.name}: publish() must run on the server loop; "
+                               "use handle.call(lambda app: app.publish(data)) or POST /feed/publish")
 
     def wait_for_event(self) -> asyncio.Future:
         """A future resolved by the next publish (a long poll's waiter); cancel it to give up."""
@@ -133,10 +155,16 @@ class FeedApp(ServerApp):
                 "dropped_slow": self.dropped_slow}
 
     async def shutdown(self) -> None:
-        for waiter in list(self.waiters):
-            waiter.cancel()
-        for stream in self.connections("sse"):
-            stream.end()
+        """Stopping: answer held long polls (no events), end SSE streams, close WebSockets with 1001."""
+        waiters, self.waiters = self.waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        for connection in self.connections():
+            if connection.kind == "sse":
+                connection.end()
+            else:
+                connection.close(1001, "server stopping")
 
 
 def make_feed_app(name: str = "feed", buffer_size: int = 1000, **settings: Any) -> FeedApp:

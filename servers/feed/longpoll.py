@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from servers.feed.polling import events_body
+from servers.feed.polling import NoCacheMixin, events_body
 from servers.web import BaseHandler
 
 __all__ = ["LongPollHandler"]
@@ -18,7 +18,7 @@ __all__ = ["LongPollHandler"]
 MAX_TIMEOUT = 300.0
 
 
-class LongPollHandler(BaseHandler):
+class LongPollHandler(NoCacheMixin, BaseHandler):
     waiter: asyncio.Future | None = None
 
     async def get(self) -> None:

@@ -38,6 +38,11 @@ class Outbox:
         self._wake()
         return True
 
+    def seal(self) -> None:
+        """Accept nothing more, but let the sender drain what is queued (e.g. an ERROR, then a close)."""
+        self.closed = True
+        self._wake()
+
     def close(self) -> None:
         """No more messages: the sender's next ``get()`` returns ``None`` once the queue is drained."""
         self.closed = True

@@ -1,5 +1,9 @@
 """The browser pages: ``GET /pages/`` (index) and ``/pages/<technique>`` (+ ``stomp.js``).
 
+Each technique's page is a Tornado template extending ``base.html`` (title, intro, the event
+list and the publish box are shared; the page adds its own script); ``feed.js``, ``stomp.js``
+and ``style.css`` are served as they are.
+
 Every page uses *relative* URLs (``../feed/sse``; WebSocket URLs built from ``location``), so it
 works unchanged behind a path prefix such as jupyter-server-proxy's ``<base>/proxy/<port>/``.
 For the same reason ``/`` and ``/pages`` redirect with a relative ``Location``.
@@ -19,13 +23,20 @@ _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=
 
 
 class PageHandler(BaseHandler):
+    def get_template_path(self) -> str:
+        return str(PAGES_DIR)
+
     def get(self, name: str) -> None:
-        filename = "index.html" if name == "" else name if "." in name else f"{name}.html"
+        self.set_header("Cache-Control", "no-cache")
+        if name in PAGE_NAMES:
+            self.render(f"{name}.html")
+            return
+        filename = "index.html" if name == "" else name
         path = PAGES_DIR / filename
-        if "/" in filename or not path.is_file() or path.suffix not in _TYPES:
+        is_template = path.suffix == ".html" and filename != "index.html"  # served rendered, by name
+        if is_template or not path.is_file() or path.suffix not in _TYPES:
             raise ApiError(404, "not_found", f"No page {name!r}; try one of: {', '.join(PAGE_NAMES)}.")
         self.set_header("Content-Type", _TYPES[path.suffix])
-        self.set_header("Cache-Control", "no-cache")
         self.finish(path.read_bytes())
 
 

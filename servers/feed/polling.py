@@ -14,7 +14,7 @@ from typing import Any
 
 from servers.web import ApiError, BaseHandler
 
-__all__ = ["PublishHandler", "PollHandler", "events_body"]
+__all__ = ["PublishHandler", "PollHandler", "NoCacheMixin", "events_body"]
 
 
 def events_body(events: list[dict[str, Any]], missed: dict[str, int] | None) -> dict[str, Any]:
@@ -37,7 +37,18 @@ class PublishHandler(BaseHandler):
         self.write_json({"seq": event["seq"]}, status=201)
 
 
-class PollHandler(BaseHandler):
+class NoCacheMixin:
+    """Poll answers change from one moment to the next: no ETag, and caches must ask again."""
+
+    def compute_etag(self) -> None:
+        return None
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()  # type: ignore[misc]
+        self.set_header("Cache-Control", "no-cache")  # type: ignore[attr-defined]
+
+
+class PollHandler(NoCacheMixin, BaseHandler):
     """``GET /feed/poll?after=N``: the buffered events with seq > N, at once (possibly none)."""
 
     def get(self) -> None:

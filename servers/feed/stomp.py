@@ -92,6 +92,11 @@ class StompBroker:
         self.sessions: set[Any] = set()
         self.routes: dict[str, tuple[Callable, str]] = {}
         self._message_ids = itertools.count(1)
+        self._session_ids = itertools.count(1)
+
+    def new_session_id(self) -> str:
+        """The ``session`` header of a CONNECTED frame, unique within this server."""
+        return f"{self.app.name}-{next(self._session_ids)}"
 
     # --- routes ---------------------------------------------------------------------------
     def add_controller(self, controller: Any) -> list[str]:

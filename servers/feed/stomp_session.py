@@ -16,10 +16,10 @@ gets an ERROR frame (``message`` header, detail in the body), then the connectio
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 
 import tornado.ioloop
+import tornado.web
 import tornado.websocket
 
 from servers.feed.outbox import Outbox
@@ -31,7 +31,6 @@ from servers.wire.stomp import (HEARTBEAT_EOL, Frame, StompError, StompParser, e
 __all__ = ["StompWebSocketHandler", "SUBPROTOCOLS"]
 
 SUBPROTOCOLS = {"v12.stomp": ("1.0", "1.1", "1.2"), "v11.stomp": ("1.0", "1.1"), "v10.stomp": ("1.0",)}
-_session_ids = itertools.count(1)
 _CLOSE = object()  # outbox item: close the WebSocket after what was queued before it
 
 
@@ -54,7 +53,7 @@ class StompWebSocketHandler(BaseWebSocketHandler):
     def open(self) -> None:
         settings = self.application.settings
         self.set_nodelay(True)
-        self.session_id = f"{self.application.name}-{next(_session_ids)}"
+        self.session_id = self.application.stomp.new_session_id()
         self.version: str | None = None  # set by CONNECT
         self.subscriptions: dict[str, str] = {}  # subscription id -> destination
         self.parser = StompParser(max_headers=settings["stomp_max_headers"],
@@ -85,7 +84,11 @@ class StompWebSocketHandler(BaseWebSocketHandler):
                 if item is _CLOSE:
                     self.close(self._close_code, self._close_reason)
                     return
-                data = HEARTBEAT_EOL if isinstance(item, bytes) else encode_frame(item, escape=self.version != "1.0")
+                try:
+                    data = HEARTBEAT_EOL if isinstance(item, bytes) else encode_frame(item, escape=self.version != "1.0")
+                except ValueError as exc:  # e.g. a newline in a header, unsendable to a STOMP 1.0 client
+                    tornado.web.app_log.warning("STOMP frame not sent to %s: %s", self.session_id, exc)
+                    continue
                 await self.write_message(data.decode("utf-8", errors="replace"))
         except tornado.websocket.WebSocketClosedError:
             pass
@@ -97,7 +100,7 @@ class StompWebSocketHandler(BaseWebSocketHandler):
         self.send_frame(Frame("ERROR", headers, detail.encode("utf-8")))
         self._close_code, self._close_reason = close_code, message[:100]
         self.outbox.put(_CLOSE)
-        self.outbox.closed = True  # nothing after the ERROR frame
+        self.outbox.seal()  # nothing after the ERROR frame
         self._stop_timers()
 
     # --- receiving ----------------------------------------------------------------------------
@@ -127,7 +130,7 @@ class StompWebSocketHandler(BaseWebSocketHandler):
             if frame.command == "DISCONNECT":
                 self._close_code, self._close_reason = 1000, "DISCONNECT"
                 self.outbox.put(_CLOSE)
-                self.outbox.closed = True
+                self.outbox.seal()
                 return
 
     async def _handle(self, frame: Frame) -> None:

@@ -63,7 +63,8 @@ class ScanHandler(PhoneHandler):
         user = await self.phone_user()
         try:
             ticket, changed = await self.qr.tickets.transition(
-                ticket_id, ("pending", "scanned"), "scanned", check=None, set_fields={"user": user})
+                ticket_id, ("pending", "scanned"), "scanned", check=None,
+                set_fields={"user": user, "phone_ip": auth.client_address(self.request)})
         except TransitionRefused as exc:
             await self.qr.publish_refusal(ticket_id, exc)
             raise refusal_error(exc, ticket_id, "scan") from None

@@ -7,6 +7,7 @@ state change to its HTTP answer for scan, confirm and redeem.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -93,12 +94,23 @@ class QRHandlerMixin:
         return loop.call_later(delay, lambda: asyncio.ensure_future(self.qr.expire_if_due(ticket.id)))
 
 
+def _store_down(exc: BaseException | None) -> bool:
+    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
+
+
 class QRHandler(QRHandlerMixin, BaseHandler):
     """Base of the app's HTTP handlers: a Redis outage is a JSON 503, not a traceback."""
 
+    def log_exception(self, typ, value, tb) -> None:
+        if _store_down(value):
+            logging.getLogger("servers.qrlogin").warning("%s %s: Redis unreachable: %s", self.request.method,
+                                                         self.request.path, value)
+        else:
+            super().log_exception(typ, value, tb)
+
     def write_error(self, status_code: int, **kwargs) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        if _store_down(exc):
             self.set_status(503)
             kwargs["exc_info"] = (ApiError, ApiError(503, "store_unavailable", "The shared store (Redis) is not "
                                                      "reachable right now; try again."), None)

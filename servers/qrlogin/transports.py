@@ -20,7 +20,7 @@ from tornado.ioloop import PeriodicCallback
 
 from servers.qrlogin.base import TICKET_ID, QRHandler, QRHandlerMixin
 from servers.qrlogin.tickets import STATES, TERMINAL
-from servers.web import ApiError, BaseWebSocketHandler
+from servers.web import ApiError, BaseHandler, BaseWebSocketHandler
 from servers.wire.sse import encode_comment, encode_event
 
 
@@ -162,7 +162,10 @@ class EventsHandler(QRHandler):
 
 
 class TicketSocketHandler(QRHandlerMixin, BaseWebSocketHandler):
-    """``GET /api/tickets/{id}/ws``: one JSON message per state change; ``{"after": v}`` resumes.
+    """``GET /api/tickets/{id}/ws``: one JSON message per state change; ``{"after": v}`` replays.
+
+    ``?after=v`` on the URL resumes a reconnecting socket (like SSE's ``Last-Event-ID``): the
+    first messages are then the changes after version ``v`` instead of the current state.
 
     An unknown ticket is a JSON 404 before the upgrade. A cross-site Origin is accepted at the
     handshake and then closed with 1008 (policy), as the contract says, before anything is sent.
@@ -178,6 +181,7 @@ class TicketSocketHandler(QRHandlerMixin, BaseWebSocketHandler):
 
     async def prepare(self) -> None:
         ticket_id = self.path_args[0] if self.path_args else ""
+        self.after = BaseHandler.int_argument(self, "after", 0, minimum=0)  # ?after=v resumes, like Last-Event-ID
         self.ticket = await self.load_ticket(ticket_id)
 
     async def open(self, ticket_id: str) -> None:
@@ -186,9 +190,11 @@ class TicketSocketHandler(QRHandlerMixin, BaseWebSocketHandler):
             self.close(1008, "cross-site Origin refused")
             return
         self.set_nodelay(True)
-        self.sub = self.qr.push.subscribe(ticket_id, self.send_event)
-        for event in await self.qr.push.history(ticket_id, 0):
+        self.sub = self.qr.push.subscribe(ticket_id, self.send_event, after=self.after)
+        for event in await self.qr.push.history(ticket_id, self.after):
             self.sub.deliver(event)
+        if self.ticket.terminal and self.ticket.version <= self.after and self.ws_connection is not None:
+            self.close(1000, self.ticket.state)  # resumed after the end: nothing more will come
         if self.ws_connection is not None:
             self.expiry = self.schedule_expiry(self.ticket)
 

@@ -12,6 +12,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable
 
 from servers.qrlogin.push import PushHub
+from servers.qrlogin.fixes.streams import StreamsHub  # noqa: E402  (a submodule of this package)
+from servers.qrlogin.fixes.gateway import GatewayHub  # noqa: E402
+from servers.qrlogin.fixes.pubsub import PubSubHub  # noqa: E402
+from servers.qrlogin.fixes.registry import RegistryHub  # noqa: E402
+from servers.qrlogin.fixes.store import StoreHub  # noqa: E402
 
 if TYPE_CHECKING:  # pragma: no cover
     from servers.qrlogin.app import QRLoginApp
@@ -19,6 +24,11 @@ if TYPE_CHECKING:  # pragma: no cover
 FIXES: dict[str, Callable[["QRLoginApp"], PushHub]] = {
     "none": PushHub,
     "ticket_hash": PushHub,
+    "streams": StreamsHub,
+    "gateway": GatewayHub,
+    "pubsub": PubSubHub,
+    "registry": RegistryHub,
+    "store": StoreHub,
 }
 
 

@@ -1,0 +1,258 @@
+"""The push tier of the ``gateway`` fix: one server that holds every browser push connection.
+
+With the ``gateway`` fix the app servers (A, B, ...) hold no push connection at all. The
+balancer sends the browsers' push routes - ``/api/tickets/{id}/events`` (SSE), ``/ws``
+(WebSocket) and ``/longpoll`` - to this server, and everything else to the app servers. When B
+changes a ticket it POSTs the event here (``/internal/publish``, with the servers' shared
+secret), and the gateway hands it to the channels it holds::
+
+    browser ══SSE/WS══▶ balancer ══▶ gateway                 (push routes)
+    phone ─confirm─▶ balancer ─▶ B ── POST /internal/publish ──▶ gateway ──▶ browser
+
+So the app tier is stateless again (any server can take any request; add or remove one at
+will), and the connection-holding, long-lived, memory-hungry part is a tier of its own that
+scales and restarts on its own schedule.
+
+Who does it this way: Pushpin (a proxy that holds the connections while the backend stays
+stateless; the backend publishes over HTTP or ZeroMQ), Centrifugo and Mercure (a separate hub
+the app publishes to over an authenticated HTTP API), and the AWS API Gateway WebSocket API
+(connections held by the gateway, the backend posts to ``@connections``).
+
+What it reuses: the very handlers of the app servers (``servers.qrlogin.transports``), with a
+local hub (``servers.qrlogin.push.PushHub``): all channels are here, so local delivery reaches
+every one of them. It reads ticket state from the shared Redis, as every server does, to send
+the current state when a channel opens and to answer long polls.
+
+Delivery semantics: at most once per live event (an event POSTed while the browser is
+reconnecting reaches no channel), but a reconnecting channel first gets the current state from
+Redis, so the browser converges. Failure modes: the gateway down = no push at all (short polling
+still works, it goes to the app servers); a gateway restart drops every connection at once (a
+reconnect storm; lesson 09); a publish to a dead gateway fails fast and is counted by the app
+server (``stats["publish_failed"]``).
+
+How the app servers find it: the ``gateway_url`` setting, else ``QRLOGIN_GATEWAY_URL``
+(comma-separated for several), else the Redis set ``<ns>:gateways`` where every gateway writes
+its own URL at start (and refreshes it, so it comes back after a Redis restart). The shared
+secret: the ``internal_secret`` setting, else ``QRLOGIN_INTERNAL_SECRET``, else agreed through
+Redis (``<ns>:internal_secret``, first writer wins, as the ``registry`` fix does). Anyone who can
+read that Redis can read every ticket anyway; in production, configure the secret.
+
+From a cell: ``gw = start_gateway(redis_url=...)``; from a shell:
+``python -m servers.gateway --port 0 --redis URL`` prints ``{"url": ..., ...}`` when ready.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hmac
+import logging
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import redis.asyncio
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from servers.cluster import ServerProcess, _package_root
+from servers.qrlogin.app import QRLoginApp, shared_redis_url
+from servers.qrlogin.base import TICKET_ID
+from servers.qrlogin.fixes.gateway import GATEWAY_ENV, gateways_key, secret_key
+from servers.qrlogin.fixes.registry import SECRET_ENV, SECRET_HEADER
+from servers.qrlogin.push import PushHub
+from servers.qrlogin.tickets import STATES, TicketStore
+from servers.qrlogin.transports import EventsHandler, LongPollHandler, TicketSocketHandler
+from servers.runtime import ServerApp, ServerHandle, serve
+from servers.web import ApiError, BaseHandler
+
+__all__ = ["GatewayApp", "start_gateway", "GatewayProcess", "start_push_tier", "PUSH_ROUTE", "gateways_key",
+           "secret_key", "SECRET_HEADER", "SECRET_ENV", "GATEWAY_ENV"]
+
+log = logging.getLogger("servers.gateway")
+# The routes the balancer sends to the push tier (the rest goes to the app servers).
+PUSH_ROUTE = r"^/api/tickets/[^/]+/(events|ws|longpoll)$"
+
+
+class GatewayApp(ServerApp):
+    """The push tier's server. Attributes the app's handlers use: ``redis``, ``tickets``, ``push``
+    (a local :class:`PushHub`: ``push.channels``, ``push.stats``), ``namespace``, ``secret``."""
+
+    def __init__(self, name: str = "gateway", redis_url: str | None = None, *, namespace: str = "qr",
+                 internal_secret: str | None = None, internal_url: str | None = None,
+                 public_url: str | None = None, allowed_origins: tuple[str, ...] = (), longpoll_max: float = 300,
+                 sse_retry_ms: int = 1000, heartbeat_s: float = 15, announce_every_s: float = 5,
+                 **settings: Any) -> None:
+        settings.setdefault("websocket_max_message_size", 64 * 1024)
+        settings.setdefault("websocket_ping_interval", 20)
+        super().__init__([
+            (rf"/api/tickets/{TICKET_ID}/longpoll", LongPollHandler),
+            (rf"/api/tickets/{TICKET_ID}/events", EventsHandler),
+            (rf"/api/tickets/{TICKET_ID}/ws", TicketSocketHandler),
+            (r"/internal/publish", PublishHandler),
+        ], name=name, **settings)
+        self.redis_url = redis_url or shared_redis_url()
+        self.namespace = namespace
+        self.public_url = public_url.rstrip("/") if public_url else None
+        self.allowed_origins = tuple(allowed_origins)
+        self.longpoll_max = float(longpoll_max)
+        self.sse_retry_ms = int(sse_retry_ms)
+        self.heartbeat_s = float(heartbeat_s)
+        self.announce_every_s = float(announce_every_s)
+        self.internal_url = internal_url
+        self.secret = internal_secret or os.environ.get(SECRET_ENV) or ""
+        self.secret_in_redis = not self.secret
+        self.redis = redis.asyncio.Redis.from_url(
+            self.redis_url, decode_responses=True, retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 5),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+        self.tickets = TicketStore(self.redis, namespace=namespace)  # reads only (and lazy expiry)
+        self.push = PushHub(self)  # every channel is here: local delivery is complete delivery
+        self.push.name = "gateway"
+        self._announcer: asyncio.Task | None = None
+
+    expire_if_due = QRLoginApp.expire_if_due  # the channels' expiry timers: the same as on an app server
+
+    def __repr__(self) -> str:
+        return f"<GatewayApp {self.name} {self.url} redis={self.redis_url}>"
+
+    @property
+    def announced_url(self) -> str:
+        return (self.internal_url or self.url).rstrip("/")
+
+    async def startup(self) -> None:
+        try:
+            await self.redis.ping()
+        except redis.exceptions.ConnectionError as exc:
+            raise RuntimeError(f"gateway {self.name!r} cannot reach Redis at {self.redis_url}: {exc}") from None
+        await self.announce()
+        self._announcer = asyncio.create_task(self._keep_announcing(), name=f"{self.name}:announce")
+
+    async def announce(self) -> None:
+        """Write this gateway's URL (and, unless configured, the shared secret) into Redis."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(gateways_key(self.namespace), self.announced_url)
+            if self.secret_in_redis:
+                pipe.set(secret_key(self.namespace), self.secret or secrets.token_urlsafe(32), nx=True)
+                pipe.get(secret_key(self.namespace))
+            replies = await pipe.execute()
+        if self.secret_in_redis:
+            self.secret = replies[-1]
+
+    async def _keep_announcing(self) -> None:
+        """Every few seconds: announce again, so a restarted Redis learns of this gateway anew."""
+        while True:
+            await asyncio.sleep(self.announce_every_s)
+            try:
+                await self.announce()
+            except redis.exceptions.RedisError as exc:
+                log.info("%s: announce failed (%r); trying again later", self.name, exc)
+
+    async def shutdown(self) -> None:
+        if self._announcer is not None:
+            self._announcer.cancel()
+            await asyncio.gather(self._announcer, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self.redis.srem(gateways_key(self.namespace), self.announced_url), 1)
+        except Exception:  # Redis gone: the app servers drop the stale URL when a publish fails
+            pass
+        await self.redis.aclose()
+
+
+class PublishHandler(BaseHandler):
+    """``POST /internal/publish`` (app server → gateway): deliver an event to the channels held here.
+
+    401 unless ``X-Internal-Secret`` carries the shared secret; 400 for a malformed event.
+    Answers ``{"delivered": n, "server": name}``.
+    """
+
+    def post(self) -> None:
+        app: GatewayApp = self.application  # type: ignore[assignment]
+        offered = self.request.headers.get(SECRET_HEADER, "")
+        if not app.secret or not hmac.compare_digest(offered.encode(), app.secret.encode()):
+            app.push.stats["refused"] += 1
+            raise ApiError(401, "bad_internal_secret", f"Only the app servers may publish here: send the "
+                                                       f"shared secret in {SECRET_HEADER}.")
+        event = self.json_body(required=("ticket", "state", "version"))
+        if (not isinstance(event["ticket"], str) or event["state"] not in STATES
+                or not isinstance(event["version"], int) or isinstance(event["version"], bool)):
+            raise ApiError(400, "bad_event", "The event must be {\"ticket\": str, \"state\": one of "
+                                             f"{', '.join(STATES)}, \"version\": int, ...}}.")
+        app.push.stats["messages_in"] += 1
+        app.push.stats["bytes_in"] += len(self.request.body)
+        self.write_json({"delivered": app.push.deliver_local(event), "server": app.name})
+
+
+def make_gateway_app(name: str = "gateway", redis_url: str | None = None, **settings: Any) -> GatewayApp:
+    return GatewayApp(name, redis_url, **settings)
+
+
+def start_gateway(name: str = "gateway", redis_url: str | None = None, host: str = "127.0.0.1",
+                  port: int = 0, **settings: Any) -> ServerHandle:
+    """Start the push tier in-process (on the server loop), on a free port; returns its handle."""
+    return serve(make_gateway_app(name, redis_url, **settings), host=host, port=port)
+
+
+class GatewayProcess(ServerProcess):
+    """The push tier as a child process (``python -m servers.gateway``): ``url``, ``name``, ``pid``,
+    ``stop()`` (SIGTERM), ``crash()`` (SIGKILL) - what ``start_cluster(..., processes=True,
+    fix="gateway")`` runs. Readiness, stop and crash are :class:`ServerProcess`'s; only the
+    command differs."""
+
+    def __init__(self, name: str, redis_url: str, host: str = "127.0.0.1", timeout: float = 30) -> None:
+        self.name = name
+        self._log = tempfile.NamedTemporaryFile(prefix=f"spl-gateway-{name}-", suffix=".log", delete=False)
+        args = [sys.executable, "-m", "servers.gateway", "--port", "0", "--host", host, "--name", name,
+                "--redis", redis_url]
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
+                                        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=_package_root())
+        self.info = self._read_ready_line(timeout)
+        self.url: str = self.info["url"]
+        self.ws_url = self.url.replace("http", "ws", 1)
+        self.pid = self.process.pid
+        self.state = "running"
+
+    def __repr__(self) -> str:
+        return f"<GatewayProcess {self.name} {getattr(self, 'url', '')} pid={self.process.pid} {getattr(self, 'state', '')}>"
+
+
+def start_push_tier(redis_url: str, *, processes: bool = False, host: str = "127.0.0.1", name: str = "GW"):
+    """The push tier for a cluster: in-process (a ServerHandle) or a child process (GatewayProcess)."""
+    if processes:
+        return GatewayProcess(name, redis_url, host=host)
+    return start_gateway(name, redis_url=redis_url, host=host)
+
+
+# -- the command line: python -m servers.gateway --port 0 [--redis URL] ------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--port", type=int, default=0, help="port to listen on (0: a free one)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind")
+    parser.add_argument("--name", default="gateway", help="server name, sent in X-Served-By")
+    parser.add_argument("--redis", default=None, metavar="URL", help="the app servers' Redis (default: REDIS_URL "
+                                                                      "or start one)")
+    parser.add_argument("--namespace", default="qr", help="the app servers' Redis key prefix")
+    parser.add_argument("--internal-url", default=None, metavar="URL",
+                        help="the URL app servers publish to (default: the bound address)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from servers import cli
+    from servers.runtime import stop_all
+
+    def start() -> dict:
+        handle = start_gateway(args.name, redis_url=args.redis, host=args.host, port=args.port,
+                               namespace=args.namespace, internal_url=args.internal_url)
+        return {"url": handle.url, "name": handle.name, "redis": handle.app.redis_url, "pid": os.getpid(),
+                "publish": handle.url + "/internal/publish"}
+
+    return cli.run_until_signal(start, stop_all)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m servers.gateway", description=__doc__.splitlines()[0])
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))

@@ -1,0 +1,244 @@
+"""Lesson 04's pieces: a raw handshake, a raw WebSocket client, frame headers read field by field,
+and the frame-overhead measurement.
+
+Why raw: the feed's clients (:mod:`servers.clients.ws`) decode every message as JSON, which is
+what an application wants. The lesson wants the opposite: the exact request a browser sends,
+the exact text of each message, and the bytes of each frame. So this module
+
+- :func:`raw_handshake` sends an opening handshake written by hand (e.g. the seed notes' own
+  request) over a plain TCP socket and returns the server's answer, without upgrading;
+- :class:`RawWebSocket` is a blocking WebSocket client for a cell that hands back messages as
+  they came (str or bytes), and says how the server closed (1009, 1003...); lesson 05 uses it
+  to speak STOMP by hand;
+- :func:`ws_frames` reads the frames a tap saw after the ``101``;
+  :func:`describe_frame_header` lays one header out field by field
+  (with :func:`servers.wire.websocket.parse_frame_header`);
+- :func:`measure_frame_overhead` sends payloads of chosen sizes both ways through a tap and
+  counts the bytes on the wire, to hold them against RFC 6455 §5.2.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import pandas as pd
+import tornado.websocket
+
+from servers import runtime
+from servers.clients._common import ws_url
+from servers.clients.ws import ConnectionClosed
+from servers.tap import WsFrame, parse_http_stream, parse_ws_frames
+from servers.wire.websocket import frame_overhead, parse_frame_header
+
+__all__ = ["raw_handshake", "RawWebSocket", "ws_frames", "describe_frame_header", "measure_frame_overhead",
+           "SEED_KEY", "SEED_ACCEPT"]
+
+#: The ``Sec-WebSocket-Key`` of the seed notes' handshake, and the accept value they show for it.
+SEED_KEY = "Uc9l9TMkWGbHFD2qnFHltg=="
+SEED_ACCEPT = "1qVdfYHU9hPOl4JYYNXF623Gzn0="
+
+
+def raw_handshake(target: Any, path: str, key: str, *, protocols: list[str] | None = None,
+                  origin: str | None = None, timeout: float = 10) -> dict[str, Any]:
+    """Send a WebSocket opening handshake written by hand; return what the server answered.
+
+    ``target`` is a server handle, a tap or a base URL. The request is the one of RFC 6455 §4.1
+    (and of the seed notes): ``Upgrade``, ``Connection``, ``Sec-WebSocket-Key``, ``-Version: 13``,
+    optional ``-Protocol`` and ``Origin``. The socket is closed right after the answer's headers,
+    so nothing is upgraded for long. Returns ``request`` and ``response`` (text), ``status``
+    (int) and ``headers`` (dict, names in lower case).
+    """
+    url = getattr(target, "url", target)
+    parts = urlsplit(url)
+    host = f"{parts.hostname}:{parts.port}"
+    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
+             f"Sec-WebSocket-Key: {key}"]
+    if protocols:
+        lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
+    lines.append("Sec-WebSocket-Version: 13")
+    if origin:
+        lines.append(f"Origin: {origin}")
+    request = "\r\n".join(lines) + "\r\n\r\n"
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
+        sock.sendall(request.encode("ascii"))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    status_line, *header_lines = head.split("\r\n")
+    headers = {name.strip().lower(): value.strip()
+               for name, _, value in (line.partition(":") for line in header_lines)}
+    status = int(status_line.split()[1]) if len(status_line.split()) > 1 else 0
+    return {"request": request, "response": head + "\r\n\r\n", "status": status, "headers": headers}
+
+
+class RawWebSocket:
+    """A blocking WebSocket client for a cell: messages come back exactly as sent (str or bytes).
+
+    ``RawWebSocket(feed, "/feed/ws")`` or ``RawWebSocket(tap, "/stomp", subprotocols=["v12.stomp"])``.
+    It runs on the shared server loop, so a blocking ``recv`` never stalls the kernel.
+    """
+
+    def __init__(self, target: Any, path: str, subprotocols: list[str] | None = None,
+                 timeout: float = 10, **connect_kwargs: Any) -> None:
+        async def connect():
+            return await asyncio.wait_for(tornado.websocket.websocket_connect(
+                ws_url(target, path), subprotocols=subprotocols, **connect_kwargs), timeout)
+
+        self.conn: tornado.websocket.WebSocketClientConnection = runtime.run(connect(), timeout=timeout + 5)
+        self.selected_subprotocol = self.conn.selected_subprotocol
+        self.response_headers = dict(self.conn.headers)
+
+    def __enter__(self) -> "RawWebSocket":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def send(self, message: str | bytes) -> None:
+        """Send one message: a text frame for ``str``, a binary frame for ``bytes``."""
+        runtime.run(self.conn.write_message(message, binary=isinstance(message, bytes)))
+
+    def recv(self, timeout: float = 10) -> str | bytes:
+        """The next message as it came; raises :class:`ConnectionClosed` (with the code) once closed."""
+        async def read():
+            return await asyncio.wait_for(self.conn.read_message(), timeout)
+
+        message = runtime.run(read(), timeout=timeout + 5)
+        if message is None:
+            raise ConnectionClosed(self.conn.close_code, self.conn.close_reason)
+        return message
+
+    @property
+    def close_code(self) -> int | None:
+        return self.conn.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.conn.close_reason
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        runtime.call(self.conn.close, code, reason)
+
+
+def ws_frames(tap: Any, conn_id: int | None = None, direction: str = "down") -> list[WsFrame]:
+    """The WebSocket frames a tap kept for one connection (the latest by default), after the 101.
+
+    ``direction``: ``"down"`` (server→client) or ``"up"`` (client→server, unmasked for reading;
+    ``frame.masked`` says it was masked on the wire). Only the tap's kept bytes are read
+    (64 KiB per direction by default).
+    """
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
+    raw = tap.raw(conn_id, direction)
+    _, rest = parse_http_stream(raw, response=(direction == "down"))
+    return parse_ws_frames(rest)
+
+
+def raw_frame(tap: Any, index: int = 0, conn_id: int | None = None, direction: str = "down") -> bytes:
+    """The bytes of frame number ``index`` (header, mask key, payload as on the wire) seen by a tap."""
+    raw = tap.raw(conn_id, direction)
+    _, rest = parse_http_stream(raw, response=(direction == "down"))
+    pos = 0
+    for i, frame in enumerate(parse_ws_frames(rest)):
+        end = pos + frame.header_bytes + frame.payload_length
+        if i == index:
+            return rest[pos:end]
+        pos = end
+    raise IndexError(f"the tap kept no frame number {index} in that direction")
+
+
+def describe_frame_header(frame: bytes) -> pd.DataFrame:
+    """One row per header field of the frame at the start of ``frame``: where it sits, its bits, its value.
+
+    Decoded with :func:`servers.wire.websocket.parse_frame_header`, the function the tests check
+    against RFC 6455 §5.2.
+    """
+    header, length = parse_frame_header(frame)
+    if header is None:
+        raise ValueError(f"{len(frame)} bytes are not a whole frame header (need {length})")
+    b0, b1 = frame[0], frame[1]
+    rows = [
+        ("byte 0, bit 7", f"{b0 >> 7:b}", "FIN", int(header.fin), "last (here: only) frame of the message"
+         if header.fin else "more fragments follow"),
+        ("byte 0, bits 6-4", f"{(b0 >> 4) & 7:03b}", "RSV1-3", 0, "reserved, 0 unless an extension says so"),
+        ("byte 0, bits 3-0", f"{b0 & 0xF:04b}", "opcode", header.opcode, header.opcode_name),
+        ("byte 1, bit 7", f"{b1 >> 7:b}", "MASK", int(header.masked),
+         "masked: a client's frame" if header.masked else "not masked: a server's frame"),
+        ("byte 1, bits 6-0", f"{b1 & 0x7F:07b}", "payload len (7 bits)", b1 & 0x7F,
+         "the length itself" if b1 & 0x7F <= 125 else
+         "126: the length is in the next 2 bytes" if b1 & 0x7F == 126 else "127: the length is in the next 8 bytes"),
+    ]
+    if b1 & 0x7F == 126:
+        rows.append(("bytes 2-3", frame[2:4].hex(" "), "extended payload len (16 bits)", header.payload_len,
+                     "payload length in bytes, big-endian"))
+    elif b1 & 0x7F == 127:
+        rows.append(("bytes 2-9", frame[2:10].hex(" "), "extended payload len (64 bits)", header.payload_len,
+                     "payload length in bytes, big-endian"))
+    if header.masked:
+        start = length - 4
+        rows.append((f"bytes {start}-{start + 3}", header.mask_key.hex(" "), "masking key", header.mask_key.hex(),
+                     "XORed over the payload, 4 bytes round"))
+    rows.append((f"bytes {length}-", "", "payload", header.payload_len, f"{header.payload_len} B of data"))
+    return pd.DataFrame(rows, columns=["where", "bits", "field", "value", "meaning"])
+
+
+def measure_frame_overhead(feed: Any, *, down_sizes: list[int], up_sizes: list[int],
+                           timeout: float = 10) -> pd.DataFrame:
+    """Bytes on the wire per message, by payload size and direction, counted by a tap; with RFC 6455's figure.
+
+    Server→client: an event is published on ``feed`` with a string ``data`` chosen so that the
+    event's JSON text is about the size asked; the client reads it and its exact length in
+    bytes is the payload. Client→server: the client sends ``{"publish": "..."}`` of exactly the
+    size asked and waits for the server's ``ack`` (so the whole frame has passed the tap). Each
+    size is counted as the change in the tap's byte count of that direction, which holds
+    exactly one frame. Returns one row per message: ``direction``, ``payload_bytes``,
+    ``wire_bytes``, ``overhead_bytes`` (measured) and ``rfc6455_bytes`` (the standard's header size).
+    """
+    from servers.tap import start_tap
+
+    tap = start_tap(feed, name=f"lesson-04 overhead tap {feed.url}", capture_bytes=4096)
+    rows: list[dict[str, Any]] = []
+    try:
+        with RawWebSocket(tap, "/feed/ws", max_message_size=64 * 1024 * 1024) as ws:
+            conn_id = int(tap.connections().id.iloc[-1])
+
+            def counted(direction: str) -> int:
+                row = tap.connections().set_index("id").loc[conn_id]
+                return int(row["bytes_down"] if direction == "down" else row["bytes_up"])
+
+            for size in down_sizes:
+                before = counted("down")
+                envelope = len(json.dumps({"seq": 10 ** 6, "data": "", "sent_at": time.time()},
+                                          separators=(",", ":")))
+                text = "x" * max(0, size - envelope)
+                feed.call(lambda app: app.publish(text))
+                message = ws.recv(timeout)
+                payload = len(message.encode("utf-8") if isinstance(message, str) else message)
+                rows.append(_row("server → client", payload, counted("down") - before, masked=False))
+            for size in up_sizes:
+                before = counted("up")
+                skeleton = '{"publish":""}'
+                if size < len(skeleton):
+                    raise ValueError(f"client→server sizes start at {len(skeleton)} B (an empty publish)")
+                ws.send('{"publish":"' + "y" * (size - len(skeleton)) + '"}')
+                while True:  # the event comes back too (the sender is a subscriber); wait for the ack
+                    reply = json.loads(ws.recv(timeout))
+                    if reply.get("type") == "ack":
+                        break
+                rows.append(_row("client → server", size, counted("up") - before, masked=True))
+    finally:
+        tap.stop()
+    return pd.DataFrame(rows)
+
+
+def _row(direction: str, payload: int, wire: int, masked: bool) -> dict[str, Any]:
+    return {"direction": direction, "payload_bytes": payload, "wire_bytes": wire,
+            "overhead_bytes": wire - payload, "rfc6455_bytes": frame_overhead(payload, masked=masked)}

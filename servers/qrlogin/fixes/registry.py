@@ -1,0 +1,291 @@
+"""The ``registry`` fix: Redis records which server holds each ticket's channel; the changer forwards.
+
+When a browser's channel for ticket T opens on server A, A writes itself into the registry
+(``SADD <ns>:where:<T> <A's internal URL>``, with an expiry it keeps refreshing while the channel
+is open). When the phone's confirm lands on B, B looks T up (``SMEMBERS``) and POSTs the event
+straight to A's ``/internal/deliver``, authenticated with a secret the servers share::
+
+    phone ─confirm─▶ B ── SMEMBERS qr:where:T ──▶ Redis      (answer: http://A)
+                     B ── POST http://A/internal/deliver ──▶ A ──▶ browser's SSE/WS
+
+Who does it this way
+    Django Channels: every consumer has a routable *channel name*, groups map to channel names
+    in the channel layer (with ``group_expiry``), and a send goes to the process that owns the
+    name. Spring's user destinations in a cluster (``UserDestinationResolver`` with a user
+    registry broadcast between nodes) and SIP/XMPP "location services" are the same pattern:
+    a directory of who holds which connection, then a direct hop.
+
+Delivery semantics: **at most once**, like pub/sub, but the loss is visible where it happens:
+no registry entry → ``stats["no_holder"]``; a forward that fails → ``stats["forward_failed"]``.
+One message crosses between servers per change (none when the changer holds the channel
+itself), whatever the number of servers, at the price of a registry read per change and a
+registry write per channel open and close.
+
+A set per ticket (not one value) because a ticket can have channels on two servers at once
+(two tabs, or an SSE reconnect that landed elsewhere while the old stream lingers).
+
+Stale entries: a server that crashes cannot clean up. Its entries stay until they expire
+(``registry_ttl``, 30 s by default); a forward to it fails fast (connection refused, or the
+``registry_forward_timeout``, 2 s, for a machine that vanished), is counted, and the stale
+entry is removed at once so the next change does not try again.
+
+The forward is authenticated: ``/internal/deliver`` is an ordinary route, so the balancer
+would pass a browser's request to it too. Only a caller with the shared secret
+(``X-Internal-Secret``) is obeyed; anything else gets a JSON 401. The secret comes from the app
+setting ``internal_secret``, else ``QRLOGIN_INTERNAL_SECRET``, else the first server creates one
+in Redis (``SET NX``) and the others read it - whoever can read the shared store is trusted
+already, since it holds every ticket. In production, configure it, and keep the internal
+route off the public listener.
+
+Closing the registration gap: a channel registers here synchronously, the ``SADD`` takes a
+round trip. After Redis acknowledges it, this hub reads the ticket once more ("catch-up") and
+delivers it if newer, so a change that raced the registration is not lost.
+
+Counted in ``stats``: ``redis_commands`` (SADD/PEXPIRE/SREM/SMEMBERS, catch-up reads),
+``forwards``, ``messages_out``/``bytes_out`` (forwarded requests), ``messages_in``/``bytes_in``
+(received by ``/internal/deliver``), ``forward_failed``, ``stale_removed``, ``no_holder``,
+``delivered_here`` (the changer held the channel itself), ``refused`` (bad secret).
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import os
+import secrets
+from typing import TYPE_CHECKING
+
+import tornado.httpclient
+
+from servers.qrlogin.push import Event, PushHub
+from servers.qrlogin.tickets import STATES
+from servers.web import ApiError, BaseHandler
+
+if TYPE_CHECKING:  # pragma: no cover
+    from servers.qrlogin.app import QRLoginApp
+
+__all__ = ["RegistryHub", "InternalDeliverHandler", "SECRET_HEADER", "SECRET_ENV"]
+
+log = logging.getLogger("servers.qrlogin.fixes.registry")
+SECRET_HEADER = "X-Internal-Secret"
+SECRET_ENV = "QRLOGIN_INTERNAL_SECRET"
+
+
+class RegistryHub(PushHub):
+    """Register the tickets held here in Redis; forward each change to the registered holders."""
+
+    name = "registry"
+
+    def __init__(self, app: "QRLoginApp") -> None:
+        super().__init__(app)
+        settings = app.settings
+        self.ttl = float(settings.get("registry_ttl", 30.0))
+        self.forward_timeout = float(settings.get("registry_forward_timeout", 2.0))
+        self.secret: str = settings.get("internal_secret") or os.environ.get(SECRET_ENV) or ""
+        self.secret_source = "setting" if settings.get("internal_secret") else ("env" if self.secret else "redis")
+        self.registered: set[str] = set()  # tickets whose entry Redis has acknowledged
+        self._waiters: list[tuple[str, bool, asyncio.Future]] = []
+        self._changed = asyncio.Event()
+        self._registrar: asyncio.Task | None = None
+        self._side_tasks: set[asyncio.Task] = set()
+        self._http: tornado.httpclient.AsyncHTTPClient | None = None
+        self._stopped = False
+
+    @property
+    def internal_url(self) -> str:
+        """Where other servers reach this one (``internal_url`` setting, else the bound URL)."""
+        return (self.app.settings.get("internal_url") or self.app.url).rstrip("/")
+
+    def key_of(self, ticket: str) -> str:
+        return f"{self.app.namespace}:where:{ticket}"
+
+    async def wait_registered(self, ticket: str, registered: bool = True, timeout: float = 5.0) -> None:
+        """Return once Redis has acknowledged this server's entry for ``ticket`` (or its removal)."""
+        if (ticket in self.registered) == registered:
+            return
+        future = asyncio.get_running_loop().create_future()
+        self._waiters.append((ticket, registered, future))
+        await asyncio.wait_for(future, timeout)
+
+    def _wake_waiters(self) -> None:
+        for waiter in [w for w in self._waiters if (w[0] in self.registered) == w[1]]:
+            self._waiters.remove(waiter)
+            if not waiter[2].done():
+                waiter[2].set_result(None)
+
+    def routes(self) -> list[tuple]:
+        return [(r"/internal/deliver", InternalDeliverHandler)]
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=1000)
+        if not self.secret:
+            await self._share_secret()
+        self._registrar = asyncio.create_task(self._run(), name=f"{self.app.name}:registry-registrar")
+
+    async def _share_secret(self) -> None:
+        """No configured secret: agree on one through Redis (the first server's wins)."""
+        key = f"{self.app.namespace}:internal_secret"
+        await self.app.redis.set(key, self.secret or secrets.token_urlsafe(32), nx=True)
+        self.secret = await self.app.redis.get(key)
+        self.stats["redis_commands"] += 2
+
+    async def stop(self) -> None:
+        """Stop registering (a crashed server leaves its entries behind, as a dead machine would)."""
+        self._stopped = True
+        tasks = [t for t in (self._registrar, *self._side_tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        if self._http is not None:
+            self._http.close()
+
+    # -- the subscribe half: keep the registry in step with the channels held here ------------
+
+    def on_first_subscriber(self, ticket: str) -> None:
+        self._changed.set()
+
+    def on_last_unsubscribe(self, ticket: str) -> None:
+        self._changed.set()
+
+    async def _run(self) -> None:
+        """One task writes the registry, so writes for one ticket reach Redis in order.
+
+        Woken by channel changes; every ``ttl / 3`` s it also refreshes every entry (and, after a
+        Redis restart, writes them - and the shared secret - back).
+        """
+        delay = 0.05
+        while not self._stopped:
+            refresh = False
+            try:
+                await asyncio.wait_for(self._changed.wait(), self.ttl / 3)
+            except asyncio.TimeoutError:
+                refresh = True  # write every entry again, renewing its expiry
+            self._changed.clear()
+            try:
+                await self._sync(refresh)
+                delay = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis unreachable: try again soon
+                self.stats["registry_errors"] += 1
+                log.warning("%s: registry write failed (%r); retrying in %.2f s", self.app.name, exc, delay)
+                self.registered = set()
+                self._changed.set()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    async def _sync(self, refresh: bool = False) -> None:
+        if self._stopped:
+            return  # stopping or crashed: a dead server writes nothing more
+        wanted = set(self.local_tickets())
+        new, drop = wanted - self.registered, self.registered - wanted
+        add = wanted if refresh else new
+        if not add and not drop:
+            return
+        me, ttl_ms = self.internal_url, int(self.ttl * 1000)
+        async with self.app.redis.pipeline(transaction=False) as pipe:
+            for ticket in add:
+                pipe.sadd(self.key_of(ticket), me)
+                pipe.pexpire(self.key_of(ticket), ttl_ms)
+            for ticket in drop:
+                pipe.srem(self.key_of(ticket), me)
+            if self.secret_source == "redis":
+                pipe.set(f"{self.app.namespace}:internal_secret", self.secret, nx=True)
+            await pipe.execute()
+        self.stats["redis_commands"] += 2 * len(add) + len(drop) + (self.secret_source == "redis")
+        self.registered = wanted
+        self._wake_waiters()
+        for ticket in new:
+            self._spawn(self._catch_up(ticket))
+
+    async def _catch_up(self, ticket: str) -> None:
+        """The entry is in Redis: read the ticket once, so a change that raced it is not lost."""
+        if ticket not in self.channels:
+            return
+        events = await self.history(ticket, 0)
+        self.stats["redis_commands"] += 2
+        self.stats["catch_up"] += 1
+        for event in events:
+            for sub in list(self.channels.get(ticket, ())):
+                sub.deliver(event)
+
+    # -- the publish half: look up, then forward ----------------------------------------------
+
+    async def publish(self, ticket: str, event: Event) -> None:
+        self.stats["published"] += 1
+        holders = await self.app.redis.smembers(self.key_of(ticket))
+        self.stats["redis_commands"] += 1
+        if not holders:
+            self.stats["no_holder"] += 1
+            self.stats["undelivered"] += 1
+            return
+        body = json.dumps(event, separators=(",", ":"))
+        await asyncio.gather(*(self._send(url, ticket, event, body) for url in sorted(holders)))
+
+    async def _send(self, url: str, ticket: str, event: Event, body: str) -> None:
+        if url == self.internal_url:
+            self.stats["delivered_here"] += 1
+            self.deliver_local(event)
+            return
+        self.stats["forwards"] += 1
+        self.stats["messages_out"] += 1
+        self.stats["bytes_out"] += len(body)
+        request = tornado.httpclient.HTTPRequest(
+            url + "/internal/deliver", method="POST", body=body,
+            headers={"Content-Type": "application/json", SECRET_HEADER: self.secret},
+            connect_timeout=self.forward_timeout, request_timeout=self.forward_timeout)
+        try:
+            response = await self._http.fetch(request, raise_error=False)
+        except Exception as exc:  # e.g. a DNS error: the same as a failed forward
+            response, error = None, exc
+        else:
+            error = response.error if response.code >= 400 or response.code == 599 else None
+        if error is None:
+            if json.loads(response.body or b"{}").get("delivered", 0) == 0:
+                self.stats["forward_missed"] += 1  # the holder had no channel left for it
+            return
+        self.stats["forward_failed"] += 1
+        log.info("%s: forward of %s v%s to %s failed: %s", self.app.name, ticket, event.get("version"), url, error)
+        if response is None or response.code == 599:  # nobody there: the entry is stale
+            await self.app.redis.srem(self.key_of(ticket), url)
+            self.stats["redis_commands"] += 1
+            self.stats["stale_removed"] += 1
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.create_task(coro)
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_done)
+
+    def _side_done(self, task: asyncio.Task) -> None:
+        self._side_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s: registry catch-up failed: %r", self.app.name, task.exception())
+
+
+class InternalDeliverHandler(BaseHandler):
+    """``POST /internal/deliver`` (server to server): hand the event to this server's channels.
+
+    Refused with 401 unless ``X-Internal-Secret`` carries the shared secret; a malformed event
+    is a 400. Answers ``{"delivered": n}``: how many channels here took it.
+    """
+
+    def post(self) -> None:
+        hub = self.application.push  # type: ignore[attr-defined]
+        offered = self.request.headers.get(SECRET_HEADER, "")
+        if not isinstance(hub, RegistryHub) or not hub.secret or not hmac.compare_digest(
+                offered.encode(), hub.secret.encode()):
+            hub.stats["refused"] += 1
+            raise ApiError(401, "bad_internal_secret", f"This route is for the app servers only: send the shared "
+                                                       f"secret in {SECRET_HEADER}.")
+        event = self.json_body(required=("ticket", "state", "version"))
+        if (not isinstance(event["ticket"], str) or event["state"] not in STATES
+                or not isinstance(event["version"], int) or isinstance(event["version"], bool)):
+            raise ApiError(400, "bad_event", "The event must be {\"ticket\": str, \"state\": one of "
+                                             f"{', '.join(STATES)}, \"version\": int, ...}}.")
+        hub.stats["messages_in"] += 1
+        hub.stats["bytes_in"] += len(self.request.body)
+        self.write_json({"delivered": hub.deliver_local(event), "server": self.application.name})  # type: ignore[attr-defined]

@@ -1,0 +1,152 @@
+"""The ``registry`` fix (issue 6): Redis says which server holds a ticket's channel; B forwards to it.
+
+Also shown here: the registry entry's life (written with an expiry when a channel opens, removed
+when it closes), the internal route refusing callers without the shared secret, and what a stale
+entry left by a crashed server costs: a failed forward, counted, never a hang.
+"""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from servers.balancer.nginx import HOW_TO_GET_NGINX, NginxMissing, find_nginx
+from servers.clients.qr import TRANSPORTS, Browser, Phone, login_many
+from servers.cluster import start_cluster
+from servers.qrlogin.app import start_qrlogin
+from servers.qrlogin.fixes.registry import SECRET_HEADER
+
+FIX = "registry"
+
+
+def nginx_missing() -> bool:
+    try:
+        find_nginx()
+        return False
+    except NginxMissing:
+        return True
+
+
+CLUSTERS = [
+    pytest.param(2, "python", id="N2-python"),
+    pytest.param(3, "python", id="N3-python"),
+    pytest.param(2, "nginx", id="N2-nginx", marks=[pytest.mark.nginx, pytest.mark.skipif(nginx_missing(), reason=HOW_TO_GET_NGINX)]),
+    pytest.param(3, "nginx", id="N3-nginx", marks=[pytest.mark.nginx, pytest.mark.skipif(nginx_missing(), reason=HOW_TO_GET_NGINX)]),
+]
+
+
+@pytest.fixture
+def pair(redis_url):
+    """Two servers of one cluster: A holds the browser's channel, B gets the phone's calls."""
+    return start_qrlogin("A", fix=FIX, redis_url=redis_url), start_qrlogin("B", fix=FIX, redis_url=redis_url)
+
+
+def login_across(a, b, transport: str) -> None:
+    """Channel on A, scan and confirm on B; the browser must see ``confirmed`` and redeem."""
+    browser = Browser(a.url, transport)
+    ticket = browser.create_ticket()["ticket"]
+    with browser.open_channel(ticket) as channel:
+        if transport in ("sse", "ws"):  # the channel stays open: wait until the fix knows where it is
+            a.call(lambda app: app.push.wait_registered(ticket, True))
+        phone = Phone(b.url)
+        phone.login()
+        phone.scan(ticket)
+        assert phone.confirm(ticket)["served_by"] == "B"
+        seen = channel.wait_for("confirmed", timeout=5)
+        assert seen["state"] == "confirmed", f"the {transport} channel on A saw {seen}, not the confirm made on B"
+        assert channel.served_by == "A"
+    assert browser.redeem(ticket)["user"] == "alice"
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_confirm_on_b_reaches_the_browser_on_a(pair, transport):
+    a, b = pair
+    login_across(a, b, transport)
+    sent, received = b.app.push.stats, a.app.push.stats
+    if transport in ("sse", "ws"):  # registered before the phone acted: B forwards scan and confirm
+        assert sent["forwards"] == 2 and received["messages_in"] == 2, (dict(sent), dict(received))
+    elif transport == "longpoll":  # each held request registers anew; a change racing it is caught up
+        assert received["messages_in"] + received["catch_up"] >= 1, dict(received)
+
+
+@pytest.mark.parametrize("n,balancer", CLUSTERS)
+def test_every_login_completes_behind_a_round_robin_balancer(redis_url, n, balancer):
+    with start_cluster(n, "round_robin", fix=FIX, balancer=balancer, redis_url=redis_url) as cluster:
+        crossed = 0
+        for transport in TRANSPORTS:
+            results = login_many(cluster.url, transport, n=10, concurrency=5, timeout=5)
+            failed = [r["error"] for r in results if not r["ok"]]
+            assert not failed, f"{len(failed)}/10 {transport} logins failed with fix={FIX}: {failed[:3]}"
+            crossed += sum(r["served_by_confirm"] != r["served_by_channel"] for r in results)
+        assert crossed > 0, "round robin should have sent some confirms to another server than the channel's"
+
+
+def open_registered_channel(a, transport: str = "sse"):
+    """A browser's channel on A, returned once Redis has acknowledged A's registry entry."""
+    browser = Browser(a.url, transport)
+    ticket = browser.create_ticket()["ticket"]
+    channel = browser.open_channel(ticket)
+    a.call(lambda app: app.push.wait_registered(ticket, True))
+    return browser, ticket, channel
+
+
+def test_the_entry_is_written_with_an_expiry_on_open_and_removed_on_disconnect(pair, redis_server):
+    a, _ = pair
+    redis = redis_server.client()
+    browser, ticket, channel = open_registered_channel(a, "ws")
+    key = f"qr:where:{ticket}"
+    assert redis.smembers(key) == {a.url}, "A registered itself as the holder of the ticket's channel"
+    ttl_ms = redis.pttl(key)
+    assert 0 < ttl_ms <= a.app.push.ttl * 1000, f"the entry must expire on its own (PTTL {ttl_ms})"
+    channel.close()
+    a.call(lambda app: app.push.wait_registered(ticket, False))
+    assert not redis.exists(key), "the entry is removed when the browser's channel closes"
+
+
+def test_the_internal_forward_needs_the_shared_secret(pair):
+    a, b = pair
+    assert a.app.push.secret and a.app.push.secret == b.app.push.secret, "the servers agree on one secret"
+    browser, ticket, channel = open_registered_channel(a)
+    forged = {"ticket": ticket, "state": "confirmed", "version": 99, "at": 0}
+    for headers in ({}, {SECRET_HEADER: "not-the-secret"}, {SECRET_HEADER: ""}):
+        response = requests.post(a.url + "/internal/deliver", json=forged, headers=headers, timeout=5)
+        assert response.status_code == 401, response.text
+        assert response.json()["error"] == "bad_internal_secret"
+    assert a.app.push.stats["refused"] == 3
+    good = {SECRET_HEADER: a.app.push.secret}
+    response = requests.post(a.url + "/internal/deliver", json={"ticket": ticket, "state": "hacked", "version": 2},
+                             headers=good, timeout=5)
+    assert response.status_code == 400 and response.json()["error"] == "bad_event", response.text
+    # Nothing forged reached the browser: the next event it sees is the real scan, version 2.
+    phone = Phone(b.url)
+    phone.login()
+    phone.scan(ticket)
+    assert (channel.next(timeout=5)["version"], channel.events[-1]["state"]) == (2, "scanned")
+    channel.close()
+
+
+def test_a_stale_entry_left_by_a_crashed_server_is_a_counted_failed_forward_not_a_hang(pair, redis_server):
+    a, b = pair
+    redis = redis_server.client()
+    browser, ticket, channel = open_registered_channel(a)
+    phone = Phone(b.url, timeout=5)  # a hanging forward would make the confirm time out
+    phone.login()
+    phone.scan(ticket)
+    channel.wait_for("scanned", timeout=5)
+    a.crash()  # dies without cleaning up, as a killed process would
+    assert redis.smembers(f"qr:where:{ticket}") == {a.url}, "the crashed server's entry is still there: stale"
+
+    failed_before = b.app.push.stats["forward_failed"]
+    answer = phone.confirm(ticket)
+    assert answer["state"] == "confirmed", "the confirm itself succeeds: the state is in Redis"
+    assert b.app.push.stats["forward_failed"] == failed_before + 1, dict(b.app.push.stats)
+    assert b.app.push.stats["stale_removed"] == 1
+    assert not redis.exists(f"qr:where:{ticket}"), "B removed the stale entry after the failed forward"
+
+
+def test_a_login_completes_after_redis_restarts(pair, redis_server):
+    a, b = pair
+    login_across(a, b, "sse")
+    redis_server.restart()  # every connection of both servers is dropped, and the registry is empty
+    for transport in ("sse", "ws"):
+        login_across(a, b, transport)
+    assert b.app.push.stats["forwards"] >= 2

@@ -1,0 +1,381 @@
+"""The ``streams`` fix (issue 6): a Redis Stream per ticket, and channels that resume from it.
+
+What must hold: the browser's channel on A hears a confirm made on B, with every transport;
+every login through a balanced cluster completes; and - the point of this fix - a change made
+while the browser's connection is down (dropped, or its server crashed) reaches the browser when
+it reconnects with its last id, every missed event once and in order, where ``pubsub`` loses it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import urllib.parse
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+
+from servers import runtime
+from servers.clients.qr import (TRANSPORTS, AsyncBrowser, AsyncPhone, QRError, SSEChannel, WSChannel,
+                                login_many)
+from servers.cluster import start_cluster
+from servers.qrlogin.app import start_qrlogin
+from servers.qrlogin.fixes import FIXES
+from servers.redisproc import start_redis
+
+from tests.conftest import nginx_path
+
+FIX = "streams"
+
+
+@pytest.fixture
+def pair(redis_url):
+    """Two QR-login servers A and B sharing one Redis, both running ``fix``."""
+
+    def start(fix: str = FIX):
+        return start_qrlogin("A", fix=fix, redis_url=redis_url), start_qrlogin("B", fix=fix, redis_url=redis_url)
+
+    return start
+
+
+# -- recording what arrives on the wire ------------------------------------------------------------
+
+
+def recording(channel):
+    """Make ``channel`` keep every message as it arrived (``channel.raw``), before de-duplication."""
+    channel.raw = []
+    keep = channel._got
+
+    def got(event):
+        if event is not None:
+            channel.raw.append((event["version"], event["state"]))
+        keep(event)
+
+    channel._got = got
+    return channel
+
+
+class ResumingWSChannel(WSChannel):
+    """A WebSocket channel that reconnects with ``?after=v`` (the server replays what is newer)."""
+
+    def __init__(self, browser, ticket, after: int) -> None:
+        super().__init__(browser, ticket)
+        self.after = after
+
+    async def open(self) -> None:
+        parts = urllib.parse.urlsplit(self.browser.base_url)
+        request = tornado.httpclient.HTTPRequest(
+            f"ws://{parts.netloc}/api/tickets/{self.ticket}/ws?after={self.after}",
+            headers=self.browser.headers({"Origin": self.browser.origin}),
+            network_interface=self.browser.source_address)
+        self.conn = await tornado.websocket.websocket_connect(request, on_message_callback=self._on_message)
+        self.served_by = self.conn.headers.get("X-Served-By")
+
+
+async def open_recording(browser, ticket, transport: str, after: int = 0):
+    """Open (or reopen, resuming after version ``after``) a recording SSE or WebSocket channel."""
+    if transport == "sse":
+        channel = recording(SSEChannel(browser, ticket, last_event_id=after))
+    elif after:
+        channel = recording(ResumingWSChannel(browser, ticket, after))
+    else:
+        channel = recording(WSChannel(browser, ticket))
+    await asyncio.wait_for(channel.open(), 10)
+    return channel
+
+
+def channel_gone(handle, ticket) -> asyncio.Future:
+    """A future that resolves when ``handle``'s server has no channel left for ``ticket``, so the
+    test waits for the server to *notice* the browser left. Call it on the server loop."""
+    future = asyncio.get_running_loop().create_future()
+    hub = handle.app.push
+    before = hub.on_last_unsubscribe
+
+    def on_last_unsubscribe(t):
+        before(t)
+        if t == ticket and not future.done():
+            future.set_result(True)
+
+    hub.on_last_unsubscribe = on_last_unsubscribe
+    if ticket not in hub.channels:
+        future.set_result(True)
+    return future
+
+
+async def until_ended(channel) -> None:
+    """Read the channel until it ends (EOFError); TimeoutError if it stays open."""
+    with pytest.raises(EOFError):
+        while True:
+            await channel.next(5)
+
+
+def delivered(*handles) -> int:
+    """Events handed to a channel so far on these servers (read on the server loop)."""
+    return sum(h.app.push.stats["delivered"] for h in handles)
+
+
+# -- the generic checks every fix passes -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_browser_on_a_hears_confirm_made_on_b(pair, transport):
+    a, b = pair()
+
+    async def scenario():
+        browser, phone = AsyncBrowser(a.url, transport), AsyncPhone(b.url)
+        ticket = (await browser.create_ticket())["ticket"]
+        channel = await browser.open_channel(ticket)
+        await phone.login()
+        await phone.scan(ticket)
+        confirm = await phone.confirm(ticket)
+        seen = await channel.wait_for("confirmed", timeout=5)
+        await channel.close()
+        return channel.served_by, confirm["served_by"], seen
+
+    on, confirmed_on, seen = runtime.run(scenario())
+    assert (on, confirmed_on) == ("A", "B"), "the browser's channel must be on A and the confirm on B"
+    assert seen["state"] == "confirmed", f"the browser on A should see 'confirmed' made on B; it saw {seen}"
+
+
+BALANCERS = ["python", pytest.param("nginx", marks=pytest.mark.nginx)]
+
+
+@pytest.mark.parametrize("balancer", BALANCERS)
+@pytest.mark.parametrize("n", [2, 3])
+def test_every_login_completes_in_a_cluster(redis_url, n, balancer):
+    if balancer == "nginx" and nginx_path() is None:
+        pytest.skip("nginx not found (Debian: apt-get install nginx)")
+    with start_cluster(n, "round_robin", fix=FIX, balancer=balancer, redis_url=redis_url) as cluster:
+        for transport in TRANSPORTS:
+            results = login_many(cluster.url, transport, n=10, concurrency=10, timeout=5, poll_interval=0.05)
+            failed = [r["error"] for r in results if not r["ok"]]
+            assert not failed, f"{transport}: {len(failed)}/10 logins failed with fix={FIX}: {failed[:3]}"
+            assert len({r["served_by_channel"] for r in results} | {r["served_by_confirm"] for r in results}) > 1
+
+
+def test_redis_restart_then_a_login_still_completes(pair):
+    redis = start_redis()
+    try:
+        a = start_qrlogin("A", fix=FIX, redis_url=redis.url)
+        b = start_qrlogin("B", fix=FIX, redis_url=redis.url)
+
+        async def login(transport):
+            browser, phone = AsyncBrowser(a.url, transport), AsyncPhone(b.url)
+            ticket = (await browser.create_ticket())["ticket"]
+            channel = await browser.open_channel(ticket)
+            await phone.login()
+            await phone.scan(ticket)
+            await phone.confirm(ticket)
+            seen = await channel.wait_for("confirmed", timeout=5)
+            await channel.close()
+            return seen["state"]
+
+        async def open_waiting_channel():
+            browser = AsyncBrowser(a.url, "sse")
+            ticket = (await browser.create_ticket())["ticket"]
+            return await browser.open_channel(ticket)
+
+        assert runtime.run(login("sse")) == "confirmed"
+        waiting = runtime.run(open_waiting_channel())  # its follow loop is blocked in XREAD on A
+        redis.restart()
+        assert runtime.run(login("sse")) == "confirmed", "after Redis restarted, a new login must complete"
+        assert runtime.run(login("ws")) == "confirmed"
+        runtime.run(waiting.close())
+    finally:
+        runtime.stop_all()
+        redis.stop()
+
+
+# -- the point of this fix: nothing is lost while the browser is away -------------------------------
+
+
+async def _away_during(a, b, transport: str, away_after: str):
+    """The browser on A watches; it disconnects after seeing ``away_after``; the phone (on B)
+    does the rest of the login; the browser reconnects to A with its last version.
+
+    Returns what the reconnected channel received on the wire, and the events delivered live
+    (to any channel) while it was away.
+    """
+    browser, phone = AsyncBrowser(a.url, transport), AsyncPhone(b.url)
+    ticket = (await browser.create_ticket())["ticket"]
+    channel = await open_recording(browser, ticket, transport)
+    await phone.login()
+    if away_after == "scanned":
+        await phone.scan(ticket)
+        await channel.wait_for("scanned", timeout=5)
+    last = channel.version
+    gone = channel_gone(a, ticket)
+    await channel.close()
+    await asyncio.wait_for(gone, 5)  # A has noticed: no channel of this ticket anywhere now
+    before = delivered(a, b)
+    if away_after == "pending":
+        await phone.scan(ticket)
+    await phone.confirm(ticket)
+    live = delivered(a, b) - before
+    again = await open_recording(browser, ticket, transport, after=last)
+    await again.wait_for("confirmed", timeout=5)
+    await again.close()
+    return ticket, last, again.raw, live
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_confirm_while_browser_is_away_is_replayed_on_resume(pair, transport, redis_server):
+    a, b = pair()
+    ticket, last, raw, live = runtime.run(_away_during(a, b, transport, "scanned"))
+    assert last == 2, "the browser saw 'scanned' (version 2) before it went away"
+    assert live == 0, "no channel was open while the phone confirmed: nothing could be delivered live"
+    log = redis_server.client().xrange(f"qr:stream:{ticket}")
+    assert [entry_id for entry_id, _ in log] == ["2-0", "3-0"], f"the stream should log versions 2 and 3: {log}"
+    assert redis_server.client().pttl(f"qr:stream:{ticket}") > 0, "the log must expire with the ticket"
+    assert raw == [(3, "confirmed")], (
+        f"resuming after version 2, the browser should receive exactly the missed 'confirmed', once; got {raw}")
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_every_missed_event_in_order_once_where_pubsub_loses_one(pair, transport):
+    """Away after 'pending': the phone scans and confirms. Streams replays both; pubsub cannot."""
+    a, b = pair(FIX)
+    _, last, raw, _ = runtime.run(_away_during(a, b, transport, "pending"))
+    assert last == 1
+    assert raw == [(2, "scanned"), (3, "confirmed")], (
+        f"streams: the browser should receive both missed events, in order, once; got {raw}")
+    if "pubsub" not in FIXES:
+        pytest.skip("the pubsub fix is not registered yet: cannot show the comparison")
+    runtime.stop_all()
+    a, b = pair("pubsub")
+    _, last, raw, live = runtime.run(_away_during(a, b, transport, "pending"))
+    assert live == 0, "pubsub: the live events reached no channel (at-most-once: nobody was listening)"
+    assert raw == [(3, "confirmed")], (
+        f"pubsub keeps no log: a resuming browser gets only the current state, 'scanned' is lost; got {raw}")
+
+
+def test_longpoll_resumes_from_the_state_it_knew(pair):
+    """Long polling resumes by its ``state`` argument: the confirm made while no poll was held arrives."""
+    a, b = pair()
+
+    async def scenario():
+        browser, phone = AsyncBrowser(a.url, "longpoll"), AsyncPhone(b.url)
+        ticket = (await browser.create_ticket())["ticket"]
+        await phone.login()
+        await phone.scan(ticket)
+        await phone.confirm(ticket)  # no long poll held anywhere now
+        body, _ = await browser.request("GET", f"/api/tickets/{ticket}/longpoll?state=scanned&timeout=5")
+        return body
+
+    body = runtime.run(scenario())
+    assert (body["state"], body["version"], body["timed_out"]) == ("confirmed", 3, False), body
+
+
+def test_ws_after_message_replays_the_log(pair):
+    """``{"after": v}`` on an open socket replays every logged change after ``v``, from the stream."""
+    a, b = pair()
+
+    async def scenario():
+        browser, phone = AsyncBrowser(a.url, "ws"), AsyncPhone(b.url)
+        ticket = (await browser.create_ticket())["ticket"]
+        await phone.login()
+        await phone.scan(ticket)
+        channel = await open_recording(browser, ticket, "ws")  # first message: the current state (scanned)
+        channel.version = 0  # let the client show repeats too: the replay is what we asked for
+        await channel.send_after(0 + 1)
+        replayed = await channel.next(5)
+        await channel.close()
+        return channel.raw, replayed
+
+    raw, replayed = runtime.run(scenario())
+    assert raw == [(2, "scanned"), (2, "scanned")], f"the current state, then the replay of version 2; got {raw}"
+    assert replayed["state"] == "scanned"
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_browser_server_crashes_mid_login_and_resumes_on_another(redis_url, transport):
+    with start_cluster(2, "round_robin", fix=FIX, redis_url=redis_url) as cluster:
+
+        async def scenario():
+            browser, phone = AsyncBrowser(cluster.url, transport), AsyncPhone(cluster.url)
+            ticket = (await browser.create_ticket())["ticket"]
+            channel = await open_recording(browser, ticket, transport)
+            await phone.login()
+            await phone.scan(ticket)
+            await channel.wait_for("scanned", timeout=5)
+            return browser, phone, ticket, channel
+
+        browser, phone, ticket, channel = runtime.run(scenario())
+        crashed = channel.served_by
+        cluster.crash(crashed)
+        runtime.run(until_ended(channel))  # the browser sees its connection end with the server
+        cluster.balancer.remove_backend(crashed)  # what the balancer's health check would do
+        survivor = next(name for name in cluster.servers if name != crashed)
+
+        async def after_crash():
+            confirm = await phone.confirm(ticket)
+            again = await open_recording(browser, ticket, transport, after=2)
+            seen = await again.wait_for("confirmed", timeout=5)
+            redeemed = await browser.redeem(ticket)
+            await again.wait_for("redeemed", timeout=5)
+            await again.close()
+            return confirm, again, seen, redeemed
+
+        confirm, again, seen, redeemed = runtime.run(after_crash())
+        assert confirm["served_by"] == survivor and again.served_by == survivor
+        assert again.raw == [(3, "confirmed"), (4, "redeemed")], (
+            f"the reconnected browser should get the missed 'confirmed' once, then 'redeemed': {again.raw}")
+        assert redeemed["user"] == "alice"
+        followers = cluster.servers[crashed].call(lambda app: dict(app.push.followers))
+        assert followers == {}, f"the crashed server must not keep following streams: {followers}"
+
+
+def test_stop_ends_every_follow_loop(pair):
+    a, _ = pair()
+
+    async def open_channels():
+        browser = AsyncBrowser(a.url, "sse")
+        return [await browser.open_channel((await browser.create_ticket())["ticket"]) for _ in range(3)]
+
+    channels = runtime.run(open_channels())
+    tasks = a.call(lambda app: list(app.push.followers.values()))
+    assert len(tasks) == 3, "one follow loop per ticket held on A"
+    a.stop()
+    assert all(task.done() for task in tasks), "stop() must end the follow loops"
+    for channel in channels:
+        runtime.run(channel.close())
+
+
+def test_unknown_ticket_and_bad_resume_ids_are_clear_errors(pair):
+    a, _ = pair()
+
+    async def scenario():
+        browser = AsyncBrowser(a.url, "sse")
+        ticket = (await browser.create_ticket())["ticket"]
+        errors = []
+        for path in (f"/api/tickets/{ticket}/events?lastEventId=abc", f"/api/tickets/{ticket}/ws?after=-1",
+                     "/api/tickets/nosuchticket/events"):
+            try:
+                await browser.request("GET", path)
+            except QRError as exc:
+                errors.append((exc.status, exc.error))
+        return errors
+
+    assert runtime.run(scenario()) == [(400, "bad_last_event_id"), (400, "bad_argument"), (404, "unknown_ticket")]
+
+
+def test_stats_count_redis_commands_and_bytes(pair):
+    a, b = pair()
+
+    async def scenario():
+        browser, phone = AsyncBrowser(a.url, "sse"), AsyncPhone(b.url)
+        ticket = (await browser.create_ticket())["ticket"]
+        channel = await browser.open_channel(ticket)
+        await phone.login()
+        await phone.scan(ticket)
+        await phone.confirm(ticket)
+        await channel.wait_for("confirmed", timeout=5)
+        await channel.close()
+
+    runtime.run(scenario())
+    stats_b = b.call(lambda app: dict(app.push.stats))
+    stats_a = a.call(lambda app: dict(app.push.stats))
+    assert stats_b["redis_commands"] == 4, f"B: XADD + PEXPIRE for scan and for confirm: {stats_b}"
+    assert stats_b["bytes_out"] > 100 and stats_b["messages_out"] == 2
+    assert stats_a["messages_in"] >= 2 and stats_a["bytes_in"] >= stats_b["bytes_out"] // 2, stats_a
+    assert json.dumps(stats_a)  # plain numbers: lesson 08 puts them in a DataFrame

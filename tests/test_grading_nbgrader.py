@@ -1,0 +1,80 @@
+"""Cross-check with real nbgrader: a throw-away course built from solutions/ scores like our grader.
+
+The course lives in a temp dir: nbgrader_config.py, source/<assignment>/<notebook> copied from
+solutions/. Real nbgrader runs ``generate_assignment`` (its release must equal our exercises/)
+and ``autograde`` on the correct, partly wrong and stub submissions of the sample class; its
+gradebook (sqlite, read through nbgrader.api.Gradebook) must give every question the points of
+our expected gradebook, which test_grading_sample_class checks our grader writes.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from grading.paths import kernel_env
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "tests" / "sample_class"
+STUDENTS = ["correct", "partly_wrong", "stub"]
+ASSIGNMENTS = {"00-tour-exercises": "tour00", "04-websocket-exercises": "ws04"}
+
+CONFIG = """\
+c = get_config()
+c.CourseDirectory.course_id = "server-push-lab"
+c.CourseDirectory.db_assignments = [dict(name="{assignment}")]
+c.ExecutePreprocessor.timeout = 30
+"""
+
+
+def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=kernel_env(),
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
+    return result
+
+
+def our_points(exercise: str) -> dict[tuple[str, str], float]:
+    rows = csv.DictReader((SAMPLE / exercise / "expected-gradebook.csv").read_text().splitlines())
+    return {(r["student"], r["question"]): float(r["points"]) for r in rows if r["question"] != "(notebook)"}
+
+
+@pytest.mark.slow
+@pytest.mark.notebook
+@pytest.mark.parametrize("exercise", sorted(ASSIGNMENTS))
+def test_real_nbgrader_scores_like_our_grader(exercise, tmp_path):
+    from nbgrader.api import Gradebook
+
+    assignment = ASSIGNMENTS[exercise]
+    course = tmp_path / "course"
+    (course / "source" / assignment).mkdir(parents=True)
+    (course / "nbgrader_config.py").write_text(CONFIG.format(assignment=assignment))
+    shutil.copy(ROOT / "solutions" / f"{exercise}.ipynb", course / "source" / assignment / f"{exercise}.ipynb")
+
+    nbgrader(course, "generate_assignment", assignment, "--force")
+    released = json.loads((course / "release" / assignment / f"{exercise}.ipynb").read_text())
+    ours = json.loads((ROOT / "exercises" / f"{exercise}.ipynb").read_text())
+    assert released == ours, "nbgrader's release differs from our exercises/ notebook"
+
+    for student in STUDENTS:
+        target = course / "submitted" / student / assignment
+        target.mkdir(parents=True)
+        shutil.copy(SAMPLE / exercise / "submissions" / f"{student}.ipynb", target / f"{exercise}.ipynb")
+    nbgrader(course, "autograde", assignment)
+
+    expected = our_points(exercise)
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
+        for student in STUDENTS:
+            notebook = gradebook.find_submission_notebook(exercise, assignment, student)
+            theirs = {grade.name: grade.score for grade in notebook.grades}
+            for question, score in theirs.items():
+                assert score == expected[(student, question)], (
+                    f"{student} {question}: nbgrader gives {score}, our grader {expected[(student, question)]}")
+            assert set(theirs) == {q for (s, q) in expected if s == student}
+    assert os.path.exists(course / "autograded" / "correct" / assignment)
