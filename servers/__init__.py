@@ -29,6 +29,8 @@ _LAZY = {
     "start_balancer": "servers.balancer",
     "start_cluster": "servers.cluster",
     "show": "servers.display",
+    "browser_url": "servers.display",
+    "start_tour": "servers.tour",
 }
 
 __all__ = ["ServerApp", "ServerHandle", "call", "running", "serve", "stop_all", *_LAZY]

@@ -22,7 +22,6 @@ import atexit
 import json
 import os
 import queue
-import signal
 import subprocess
 import sys
 import tempfile

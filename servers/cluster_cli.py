@@ -8,8 +8,21 @@ it stops its children (servers, nginx, the Redis it started) before it exits.
 from __future__ import annotations
 
 import os
+import sys
 
 from servers import cli
+
+
+def _positive(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("a cluster needs at least 1 server")
+    return value
 
 
 def add_arguments(parser) -> None:
@@ -23,7 +36,7 @@ def add_arguments(parser) -> None:
         fixes = None
     parser.add_argument("--port", type=int, default=0, help="the balancer's port (0: a free one)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (balancer and servers)")
-    parser.add_argument("--servers", type=int, default=2, metavar="N", help="how many QR-login servers")
+    parser.add_argument("--servers", type=_positive, default=2, metavar="N", help="how many QR-login servers")
     parser.add_argument("--policy", default=None, choices=POLICIES,
                         help="balancer policy (default: round_robin; ticket_hash with --fix ticket_hash)")
     parser.add_argument("--fix", default="none", choices=fixes, help="the fix the servers run")
@@ -50,4 +63,8 @@ def main(args) -> int:
         for cluster in clusters:
             cluster.stop()
 
-    return cli.run_until_signal(start, stop)
+    try:
+        return cli.run_until_signal(start, stop)
+    except (ValueError, RuntimeError) as exc:  # bad input, nginx/Redis missing or not starting: say so
+        sys.stderr.write(f"python -m servers cluster: error: {exc}\n")
+        return 2

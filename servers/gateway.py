@@ -215,7 +215,8 @@ class GatewayProcess(ServerProcess):
         self.state = "running"
 
     def __repr__(self) -> str:
-        return f"<GatewayProcess {self.name} {getattr(self, 'url', '')} pid={self.process.pid} {getattr(self, 'state', '')}>"
+        state = getattr(self, "state", "starting")
+        return f"<GatewayProcess {self.name} {getattr(self, 'url', '')} pid={self.process.pid} {state}>"
 
 
 def start_push_tier(redis_url: str, *, processes: bool = False, host: str = "127.0.0.1", name: str = "GW"):

@@ -106,6 +106,7 @@ class Tap:
     # -- life cycle (coroutines run on the server loop) ------------------------------------------
 
     async def _start(self) -> None:
+        self._changed = asyncio.Condition()  # notified whenever a connection closes
         self._server = await asyncio.start_server(self._relay, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
@@ -140,8 +141,8 @@ class Tap:
             server_reader, server_writer = await asyncio.open_connection(self.target_host, self.target_port)
         except OSError:
             conn.ended_by = "server refused"  # nothing listens there: refuse the client the same way
-            client_writer.transport.abort()
-            conn.closed = time.time()
+            _reset_all(conn)
+            await self._closed(conn)
             return
         _nodelay(server_writer)
         conn.transports.append(server_writer.transport)
@@ -149,7 +150,7 @@ class Tap:
             conn.ended_by = conn.ended_by or "tap stopped"
             for transport in conn.transports:
                 transport.abort()
-            conn.closed = time.time()
+            await self._closed(conn)
             return
         await asyncio.gather(
             self._pump(conn, client_reader, server_writer, "up"),
@@ -157,8 +158,13 @@ class Tap:
         )
         for writer in (client_writer, server_writer):
             writer.close()
-        conn.closed = time.time()
         conn.transports.clear()
+        await self._closed(conn)
+
+    async def _closed(self, conn: TapConnection) -> None:
+        conn.closed = time.time()
+        async with self._changed:
+            self._changed.notify_all()
 
     async def _pump(self, conn: TapConnection, source: asyncio.StreamReader, sink: asyncio.StreamWriter,
                     direction: str) -> None:
@@ -193,6 +199,24 @@ class Tap:
             conn.bytes_down += len(data)
         if len(self._chunks) < MAX_CHUNK_RECORDS:
             self._chunks.append((conn.id, time.time(), direction, len(data)))
+
+    def wait_closed(self, count: int | None = None, timeout: float = 10.0) -> None:
+        """Block until ``count`` connections (default: every one seen so far) have closed.
+
+        Counts are final only once a connection is closed; call this before reading them.
+        Raises ``TimeoutError`` if that does not happen within ``timeout`` seconds.
+        """
+
+        async def wait() -> None:
+            target = len(self._connections) if count is None else count
+            async with self._changed:
+                await self._changed.wait_for(
+                    lambda: sum(c.closed is not None for c in self._connections.values()) >= target)
+
+        try:
+            runtime.run(asyncio.wait_for(wait(), timeout), timeout=timeout + 5)
+        except asyncio.TimeoutError:
+            raise TimeoutError(f"connections through {self.url} still open after {timeout} s") from None
 
     # -- results (read on the server loop, so a snapshot is consistent) ----------------------------
 
@@ -260,8 +284,10 @@ class Tap:
         conns = self._snapshot() if conn_id is None else [self._pick(conn_id)]
         rows = []
         for conn in conns:
+            requests, _ = parse_http_stream(bytes(conn.head_up), response=False)
+            methods = [m.start_line.split(" ", 1)[0] for m in requests]
             for direction, head in (("up", conn.head_up), ("down", conn.head_down)):
-                messages, _ = parse_http_stream(bytes(head), response=(direction == "down"))
+                messages = requests if direction == "up" else parse_http_stream(bytes(head), True, methods)[0]
                 for msg in messages:
                     rows.append({"conn": conn.id, "direction": direction,
                                  "kind": "response" if direction == "down" else "request",
@@ -373,11 +399,14 @@ class HttpMessage:
         return None
 
 
-def parse_http_stream(data: bytes, response: bool) -> tuple[list[HttpMessage], bytes]:
+def parse_http_stream(data: bytes, response: bool,
+                      methods: list[str] | None = None) -> tuple[list[HttpMessage], bytes]:
     """Split one direction of an HTTP/1.x connection into messages.
 
     Returns the messages and the bytes after them that are not HTTP: the WebSocket frames after
-    a ``101 Switching Protocols`` (or after the upgrade request, on the client side).
+    a ``101 Switching Protocols`` (or after the upgrade request, on the client side). For the
+    response side, ``methods`` (the request methods in order) tells which answers a ``HEAD``,
+    whose response has headers only.
     """
     messages: list[HttpMessage] = []
     pos = 0
@@ -397,7 +426,8 @@ def parse_http_stream(data: bytes, response: bool) -> tuple[list[HttpMessage], b
         status = _status(msg.start_line) if response else None
         if status == 101 or (not response and (msg.header("upgrade") or "").lower() == "websocket"):
             return messages, data[pos:]  # what follows is WebSocket frames, not HTTP
-        if response and (status in (204, 304) or (status is not None and status < 200)):
+        answers_head = bool(methods) and len(messages) <= len(methods) and methods[len(messages) - 1] == "HEAD"
+        if response and (status in (204, 304) or (status is not None and status < 200) or answers_head):
             continue
         if (msg.header("transfer-encoding") or "").lower() == "chunked":
             msg.chunked = True
@@ -575,7 +605,8 @@ def annotate(up: bytes, down: bytes, direction: str = "both", limit: int = 4096,
     """Annotated text for the two directions of a connection: HTTP messages, then WebSocket frames."""
     up, down = up[:limit], down[:limit]
     requests, up_rest = parse_http_stream(up, response=False)
-    responses, down_rest = parse_http_stream(down, response=True)
+    responses, down_rest = parse_http_stream(down, response=True,
+                                             methods=[m.start_line.split(" ", 1)[0] for m in requests])
     out = [title] if title else []
     show_up, show_down = direction in ("both", "up"), direction in ("both", "down")
     positions = {"up": 0, "down": 0}

@@ -187,6 +187,10 @@ def test_ticket_in_path_goes_to_the_log_and_to_one_backend(kind, two_backends, b
     assert len(served) == 1, f"ticket_hash must send one ticket to one backend, it went to {served}"
     log = lb.wait_routing_log(6)
     assert set(log["ticket"]) == {"T123"} and set(log["route"]) == {"/api/tickets/{id}/plain"}
+    # The ticket may also come as a query argument (?ticket=...): the same key, the same backend.
+    by_query = {requests.get(lb.url + "/plain?ticket=T123", timeout=10).headers["X-Served-By"] for _ in range(4)}
+    assert by_query == served, f"?ticket=T123 must go where /api/tickets/T123 goes: {by_query} vs {served}"
+    assert set(lb.wait_routing_log(10)["ticket"]) == {"T123"}
 
 
 def test_cookie_policy_sets_a_sticky_cookie_and_follows_it(kind, two_backends, balancer_factory):

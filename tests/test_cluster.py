@@ -207,3 +207,16 @@ def test_restarting_a_cluster_under_the_same_name_replaces_it(cluster_factory):
     second = cluster_factory(1)
     assert first.state == "stopped" and second.state == "running"
     assert requests.post(second.url + "/api/tickets", timeout=10).status_code == 201
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_cookie_stickiness_pins_each_client_and_does_not_fix_login(cluster_factory, balancer):
+    cluster = cluster_factory(2, "cookie", balancer=balancer)
+    results = run_logins(cluster, "sse", 6)
+    assert all(r["ok"] == (r["channel_on"] == r["confirm_on"]) for r in results), results
+    assert not all(r["ok"] for r in results), "the phone is another client: its cookie pins it, not the ticket"
+    log = cluster.balancer.wait_routing_log(6 * 4)
+    browser_rows = log[(log["client"] == "127.0.0.2") & log["ticket"].notna()]
+    assert (browser_rows.groupby("ticket")["backend"].nunique() == 1).all(), \
+        "the sticky cookie keeps each browser on one server"

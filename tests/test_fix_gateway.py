@@ -7,6 +7,7 @@ balancers, N = 2 and 3; only the app servers (who know the shared secret) may pu
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -132,7 +133,7 @@ def test_every_login_completes_in_a_cluster(redis_url, n, balancer):
             assert holders == ({"GW"} if transport != "poll" else holders - {"GW"}), holders
         log = cluster.balancer.wait_routing_log(4 * 10 * 5)
         push = log[log["route"].isin(PUSH_ROUTES)]
-        assert len(push) and set(push["backend"]) == {"GW"}, f"push routes must go to the gateway: {set(push['backend'])}"
+        assert len(push) and set(push["backend"]) == {"GW"}, f"push routes go to the gateway: {set(push['backend'])}"
         rest = log[~log["route"].isin(PUSH_ROUTES)]
         assert "GW" not in set(rest["backend"]), "everything else goes to the app servers"
         assert set(rest["backend"]) == set(cluster.servers), "round robin over every app server"
@@ -145,11 +146,22 @@ def test_app_servers_hold_no_push_connection(redis_url, balancer):
     with start_cluster(2, "round_robin", fix=FIX, balancer=balancer, redis_url=redis_url) as cluster:
 
         async def open_channels():
+            hub = cluster.gateway.app.push
+            all_held = asyncio.get_running_loop().create_future()
+            registered = hub.on_first_subscriber
+
+            def on_first_subscriber(ticket):  # the gateway registered one more channel
+                registered(ticket)
+                if len(hub.channels) == 3 and not all_held.done():
+                    all_held.set_result(True)
+
+            hub.on_first_subscriber = on_first_subscriber
             channels = []
             for transport in ("sse", "ws", "longpoll"):
                 browser = AsyncBrowser(cluster.url, transport)
                 ticket = (await browser.create_ticket())["ticket"]
                 channels.append(await browser.open_channel(ticket))
+            await asyncio.wait_for(all_held, 5)  # the long poll's held request has arrived too
             return channels
 
         channels = runtime.run(open_channels())
@@ -157,7 +169,7 @@ def test_app_servers_hold_no_push_connection(redis_url, balancer):
             held = {name: server.call(lambda app: dict(app.push.channels)) for name, server in cluster.servers.items()}
             assert held == {"A": {}, "B": {}}, f"app servers must hold no push channel: {held}"
             on_gateway = cluster.gateway.call(lambda app: sorted(app.push.channels))
-            assert len(on_gateway) >= 2, f"the gateway holds the SSE and WebSocket channels (and a held long poll): {on_gateway}"
+            assert len(on_gateway) == 3, f"the gateway holds the SSE, WebSocket and long-poll channels: {on_gateway}"
             assert {c.served_by for c in channels if c.browser.transport != "longpoll"} == {"GW"}
         finally:
             for channel in channels:
@@ -168,10 +180,13 @@ def test_redis_restart_then_a_login_still_completes(redis_url):
     redis = start_redis()
     try:
         gateway = start_gateway("GW", redis_url=redis.url)
-        a = start_qrlogin("A", fix=FIX, redis_url=redis.url)
-        b = start_qrlogin("B", fix=FIX, redis_url=redis.url)
+        # gateway_refresh_s=0: look the gateways up on every publish, also right after the restart,
+        # when the set is empty until the gateway announces itself again (the last known is kept).
+        a = start_qrlogin("A", fix=FIX, redis_url=redis.url, gateway_refresh_s=0)
+        b = start_qrlogin("B", fix=FIX, redis_url=redis.url, gateway_refresh_s=0)
         assert runtime.run(login_via_tier(gateway, a, b, "sse"))[2] == "confirmed"
         redis.restart()
+        assert not redis.client().exists(gateways_key("qr")), "a restarted Redis has forgotten the gateway"
         assert runtime.run(login_via_tier(gateway, a, b, "sse"))[2:] == ("confirmed", "alice")
         assert runtime.run(login_via_tier(gateway, a, b, "ws"))[2:] == ("confirmed", "alice")
     finally:
@@ -217,3 +232,24 @@ def test_gateway_app_is_only_the_push_routes(tier):
     assert isinstance(gateway.app, GatewayApp)
     response = requests.post(gateway.url + "/api/tickets")
     assert response.status_code == 404 and response.json()["error"] == "not_found", "tickets are made by app servers"
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("transport", ["sse", "ws", "longpoll"])
+def test_chromium_logs_in_through_the_push_tier(redis_url, page, transport):
+    from servers.clients.qr import Phone
+
+    with start_cluster(2, "round_robin", fix=FIX, redis_url=redis_url) as cluster:
+        page.goto(f"{cluster.url}/login?transport={transport}")
+        page.wait_for_function("document.getElementById('ticket').textContent.length > 0", timeout=15000)
+        ticket = page.text_content("#ticket")
+        phone = Phone(cluster.url)
+        phone.login()
+        phone.scan(ticket)
+        phone.confirm(ticket)
+        page.wait_for_selector('#status[data-state="logged-in"]', timeout=15000)
+        assert page.text_content("#status") == "logged in as alice"
+        log = cluster.routing_log()
+        push = log[log["route"].isin(PUSH_ROUTES)]
+        assert len(push) and set(push["backend"]) == {"GW"}, push
+        assert set(log[log["route"] == "/login"]["backend"]) <= set(cluster.servers), "pages come from app servers"

@@ -20,7 +20,6 @@ from servers.clients.qr import (TRANSPORTS, AsyncBrowser, AsyncPhone, QRError, S
                                 login_many)
 from servers.cluster import start_cluster
 from servers.qrlogin.app import start_qrlogin
-from servers.qrlogin.fixes import FIXES
 from servers.redisproc import start_redis
 
 from tests.conftest import nginx_path
@@ -229,6 +228,14 @@ def test_confirm_while_browser_is_away_is_replayed_on_resume(pair, transport, re
     assert redis_server.client().pttl(f"qr:stream:{ticket}") > 0, "the log must expire with the ticket"
     assert raw == [(3, "confirmed")], (
         f"resuming after version 2, the browser should receive exactly the missed 'confirmed', once; got {raw}")
+    # The same sequence under pubsub: the confirm is published while nobody listens, and is gone.
+    runtime.stop_all()
+    a, b = pair("pubsub")
+    ticket, last, raw, live = runtime.run(_away_during(a, b, transport, "scanned"))
+    lost = b.call(lambda app: app.push.stats["published_to_nobody"])
+    assert (live, lost) == (0, 1), f"pubsub: the live confirm should reach nobody (at most once); lost={lost}"
+    assert not redis_server.client().exists(f"qr:stream:{ticket}"), "pubsub keeps no log"
+    assert raw == [(3, "confirmed")], f"pubsub: only the current state, read from Redis on reconnect, saves it: {raw}"
 
 
 @pytest.mark.parametrize("transport", ["sse", "ws"])
@@ -239,8 +246,6 @@ def test_every_missed_event_in_order_once_where_pubsub_loses_one(pair, transport
     assert last == 1
     assert raw == [(2, "scanned"), (3, "confirmed")], (
         f"streams: the browser should receive both missed events, in order, once; got {raw}")
-    if "pubsub" not in FIXES:
-        pytest.skip("the pubsub fix is not registered yet: cannot show the comparison")
     runtime.stop_all()
     a, b = pair("pubsub")
     _, last, raw, live = runtime.run(_away_during(a, b, transport, "pending"))
@@ -379,3 +384,36 @@ def test_stats_count_redis_commands_and_bytes(pair):
     assert stats_b["bytes_out"] > 100 and stats_b["messages_out"] == 2
     assert stats_a["messages_in"] >= 2 and stats_a["bytes_in"] >= stats_b["bytes_out"] // 2, stats_a
     assert json.dumps(stats_a)  # plain numbers: lesson 08 puts them in a DataFrame
+
+
+# -- the real thing: Chromium's EventSource reconnects by itself, with Last-Event-ID ----------------
+
+
+@pytest.mark.browser
+def test_chromium_resumes_after_its_server_crashes(redis_url, page):
+    """The page's EventSource loses its server mid-login, reconnects (``Last-Event-ID: 2``) through
+    the balancer to the other server, and still hears the confirm made while it was away."""
+    from servers.clients.qr import Phone
+
+    with start_cluster(2, "round_robin", fix=FIX, redis_url=redis_url) as cluster:
+        page.goto(f"{cluster.url}/login?transport=sse")
+        page.wait_for_function("document.getElementById('ticket').textContent.length > 0", timeout=15000)
+        ticket = page.text_content("#ticket")
+        phone = Phone(cluster.url)
+        phone.login()
+        phone.scan(ticket)
+        page.wait_for_function("document.getElementById('state').textContent === 'scanned'", timeout=15000)
+        log = cluster.routing_log()
+        holder = log[log["route"] == "/api/tickets/{id}/events"]["backend"].iloc[-1]
+        cluster.crash(holder)
+        cluster.balancer.remove_backend(holder)  # the health check; Chromium retries after `retry: 1000`
+        page.wait_for_function("document.getElementById('log').textContent.includes('connection lost')",
+                               timeout=15000)
+        phone.confirm(ticket)  # lands on the survivor, while the page is (or was just) reconnecting
+        page.wait_for_selector('#status[data-state="logged-in"]', timeout=15000)
+        assert page.text_content("#status") == "logged in as alice"
+        assert "sse: confirmed (version 3)" in page.text_content("#log"), page.text_content("#log")
+        log = cluster.routing_log()
+        streams = log[log["route"] == "/api/tickets/{id}/events"]
+        assert list(streams["backend"])[:1] == [holder] and set(streams["backend"][1:]) == {
+            name for name in cluster.servers if name != holder}, streams

@@ -7,6 +7,7 @@ and runs until SIGINT/SIGTERM.
 from __future__ import annotations
 
 import os
+import sys
 
 from servers import cli
 
@@ -38,4 +39,8 @@ def main(args) -> int:
         for lb in handles:
             lb.stop()
 
-    return cli.run_until_signal(start, stop)
+    try:
+        return cli.run_until_signal(start, stop)
+    except (ValueError, RuntimeError) as exc:  # bad input, nginx/Redis missing or not starting: say so
+        sys.stderr.write(f"python -m servers balancer: error: {exc}\n")
+        return 2

@@ -134,7 +134,7 @@ error_log {d}/error.log notice;
 worker_shutdown_timeout 3s;
 
 events {{
-    worker_connections 1024;
+    worker_connections 4096;  # two per proxied connection: enough for a reconnect storm
 }}
 
 http {{

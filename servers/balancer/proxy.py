@@ -22,6 +22,7 @@ the backend's own ``X-Served-By``, so a learner sees which server answered.
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 from typing import Any, Sequence
 
@@ -36,7 +37,7 @@ from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.iostream import StreamClosedError
 
 from servers.balancer.backends import Backend, as_backend, as_backends
-from servers.balancer.policies import RouteRequest, Router
+from servers.balancer.policies import STICKY_COOKIE, RouteRequest, Router
 from servers.balancer.routing import record, routing_frame
 from servers.runtime import ServerApp
 
@@ -69,7 +70,8 @@ class BalancerApp(ServerApp):
     """The balancer's state: backends, the policy's router, the routing log, a TCP client."""
 
     def __init__(self, backends: Sequence[Any], policy: str = "round_robin", *, name: str = "lb",
-                 connect_timeout: float = 3.0, vnodes: int = 160, seed: int | None = None, **settings: Any) -> None:
+                 connect_timeout: float = 3.0, vnodes: int = 160, seed: int | None = None,
+                 max_log: int = 100_000, **settings: Any) -> None:
         rules = [tornado.routing.Rule(_WebSocketUpgrade(), WebSocketProxyHandler),
                  tornado.routing.Rule(tornado.routing.AnyMatches(), HttpProxyHandler)]
         super().__init__(rules, name=name, **settings)
@@ -77,7 +79,8 @@ class BalancerApp(ServerApp):
         self.backends: list[Backend] = as_backends(backends)
         self.router = Router(policy, [b.name for b in self.backends], vnodes=vnodes, seed=seed)
         self.connect_timeout = connect_timeout
-        self.log: list[dict[str, Any]] = []
+        # The newest ``max_log`` decisions (a balancer left running must not grow without bound).
+        self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_log)
         self.tcp_client = tornado.tcpclient.TCPClient()
         self.open_upstreams: set[Any] = set()
 
@@ -96,7 +99,7 @@ class BalancerApp(ServerApp):
             raise KeyError(f"no backend named {name!r}; the backends are {[b.name for b in self.backends]}")
         self.set_backends([b for b in self.backends if b.name != name])
 
-    def choose(self, request: tornado.httputil.HTTPServerRequest) -> tuple[Backend, bool]:
+    def choose(self, request: httputil.HTTPServerRequest) -> tuple[Backend, bool]:
         route = RouteRequest(client=request.remote_ip or "", path=request.path, query=request.query,
                              method=request.method or "GET",
                              cookies={k: m.value for k, m in request.cookies.items()})
@@ -262,8 +265,6 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
             if key.lower() not in drop:
                 handler.add_header(key, value)
         if self.set_cookie:
-            from servers.balancer.policies import STICKY_COOKIE
-
             handler.add_header("Set-Cookie", f"{STICKY_COOKIE}={self.backend.name}; Path=/; HttpOnly; SameSite=Lax")
         if handler.request.method == "HEAD" or start_line.code in (204, 304):
             return None

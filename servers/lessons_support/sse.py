@@ -148,7 +148,7 @@ def bytes_per_event(feed: ServerHandle, sizes: Sequence[int], per_size: int = 3)
     One row per event: ``data_bytes`` (the published string), ``event_bytes`` (the event JSON
     the server sends as ``data:``), ``sse_framing_bytes`` (``id: n``, ``data: ``, the line ends),
     ``chunk_framing_bytes`` (the chunk-size line and the CRLF after the chunk) and
-    ``wire_bytes`` (all of it).
+    ``wire_bytes`` (all of it); ``id_line_bytes`` is the length of this event's ``id: n`` line.
     """
     tap = start_tap(feed, name="lesson 03 bytes tap", capture_bytes=8 * 1024 * 1024)
     published = []
@@ -172,5 +172,5 @@ def bytes_per_event(feed: ServerHandle, sizes: Sequence[int], per_size: int = 3)
         rows.append({"data_bytes": len(event["data"]), "event_bytes": len(event_json),
                      "sse_framing_bytes": len(data) - len(event_json),
                      "chunk_framing_bytes": len(size_line) + 2, "wire_bytes": len(size_line) + len(data) + 2,
-                     "id_line": f"id: {event['seq']}\\n"})
+                     "id_line_bytes": len(f"id: {event['seq']}\n")})
     return pd.DataFrame(rows)

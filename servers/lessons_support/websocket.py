@@ -34,7 +34,7 @@ from servers.clients.ws import ConnectionClosed
 from servers.tap import WsFrame, parse_http_stream, parse_ws_frames
 from servers.wire.websocket import frame_overhead, parse_frame_header
 
-__all__ = ["raw_handshake", "RawWebSocket", "ws_frames", "describe_frame_header", "measure_frame_overhead",
+__all__ = ["raw_handshake", "RawWebSocket", "ws_frames", "raw_frame", "describe_frame_header", "measure_frame_overhead",
            "SEED_KEY", "SEED_ACCEPT"]
 
 #: The ``Sec-WebSocket-Key`` of the seed notes' handshake, and the accept value they show for it.
@@ -104,7 +104,10 @@ class RawWebSocket:
 
     def send(self, message: str | bytes) -> None:
         """Send one message: a text frame for ``str``, a binary frame for ``bytes``."""
-        runtime.run(self.conn.write_message(message, binary=isinstance(message, bytes)))
+        async def write():
+            await self.conn.write_message(message, binary=isinstance(message, bytes))
+
+        runtime.run(write())
 
     def recv(self, timeout: float = 10) -> str | bytes:
         """The next message as it came; raises :class:`ConnectionClosed` (with the code) once closed."""

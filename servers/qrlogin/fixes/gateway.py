@@ -114,9 +114,11 @@ class GatewayHub(PushHub):
         if self.configured:
             return self.configured
         if not self._announced or time.monotonic() - self._announced_at > self.refresh_s:
-            self._announced = sorted(await self.app.redis.smembers(self.key_gateways))
+            announced = sorted(await self.app.redis.smembers(self.key_gateways))
             self._announced_at = time.monotonic()
             self.stats["redis_commands"] += 1
+            if announced:  # an empty set right after a Redis restart: keep the last known gateways
+                self._announced = announced
         return self._announced
 
     async def shared_secret(self, fresh: bool = False) -> str:

@@ -203,8 +203,8 @@ class StreamsHub(PushHub):
         while True:
             try:
                 reply = await self.app.redis.xread({self.key(ticket): last}, count=FOLLOW_BATCH, block=0)
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                # Redis restarting: wait a little longer each time, then read from the same id.
+            except redis.exceptions.RedisError as exc:
+                # Redis restarting (or refusing): wait a little longer each time, then read from the same id.
                 self.stats["redis_errors"] += 1
                 log.info("streams: XREAD for %s failed (%s); retrying in %.2f s", ticket, exc, pause)
                 await asyncio.sleep(pause)
