@@ -19,11 +19,12 @@ to fix, so the balancer's own hop cancels out):
 * ``messages_per_login``/``bytes_per_login``: what crossed between servers for delivery
   (``hub.stats`` ``messages_in``/``bytes_in`` summed over servers: pub/sub messages, forwarded
   HTTP request bodies - payload bytes, headers not included).
-* idle cost (``fixes_idle.csv``): Redis commands per second with k browser channels open and
+* idle cost (``fixes_idle_<balancer>.csv``): Redis commands per second with k browser channels open and
   nothing happening - what the ``store`` fix pays for polling, per open channel.
 
-Outputs in ``benchmarks/results/``: ``fixes.csv`` (one row per login), ``fixes_summary.csv``
-(per fix x transport), ``fixes_idle.csv``.
+Outputs in ``benchmarks/results/`` (``<balancer>`` is ``python`` or ``nginx``):
+``fixes_logins_<balancer>.csv`` (one row per login), ``fixes_summary_<balancer>.csv`` (per fix x
+transport), ``fixes_idle_<balancer>.csv``.
 
 Adding a fix: write a function ``rig(n_servers, balancer, redis_url) -> Rig`` (see
 :func:`cluster_rig`; the ``gateway`` fix needs its own topology) and add it to :data:`RIGS`
@@ -79,6 +80,21 @@ def cluster_rig(fix: str, n_servers: int, balancer: str, redis_url: str) -> Rig:
     return Rig(cluster.url, n_servers, stats, cluster.stop)
 
 
+def gateway_rig(n_servers: int, balancer: str, redis_url: str) -> Rig:
+    """The ``gateway`` fix: the cluster starts its push tier (``servers/gateway.py``) and the
+    balancer sends the push routes there; the tier's counters (events it received) count too."""
+    from servers.cluster import server_names, start_cluster
+
+    cluster = start_cluster(n_servers, "round_robin", fix="gateway", balancer=balancer, redis_url=redis_url,
+                            name="bench-gateway", names=[f"gateway-{s}" for s in server_names(n_servers)])
+
+    def stats() -> dict[str, Counter]:
+        parts = {**cluster.servers, cluster.gateway.name: cluster.gateway}
+        return {name: Counter(h.call(lambda app: dict(app.push.stats))) for name, h in parts.items()}
+
+    return Rig(cluster.url, n_servers, stats, cluster.stop)
+
+
 # -- The fixes under test -------------------------------------------------------------------------
 # name -> rig(n_servers, balancer, redis_url). "none" is the baseline and always runs on 1 server.
 
@@ -89,6 +105,8 @@ RIGS: dict[str, Callable[[int, str, str], Rig]] = {
     "registry": partial(cluster_rig, "registry"),
     "store": partial(cluster_rig, "store"),
     # streams, gateway: added by their engineer
+    "streams": partial(cluster_rig, "streams"),
+    "gateway": lambda n, balancer, redis_url: gateway_rig(n, balancer, redis_url),
 }
 
 # -- Measurement ---------------------------------------------------------------------------------
@@ -224,11 +242,12 @@ def main(argv: list[str] | None = None) -> int:
 
     args.out.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(rows)
-    frame.to_csv(args.out / "fixes.csv", index=False)
+    frame.to_csv(args.out / f"fixes_logins_{args.balancer}.csv", index=False)
     summary = summarize(frame, pd.DataFrame(counters))
-    summary.to_csv(args.out / "fixes_summary.csv", index=False, float_format="%.3f")
+    summary.insert(2, "balancer", args.balancer)
+    summary.to_csv(args.out / f"fixes_summary_{args.balancer}.csv", index=False, float_format="%.3f")
     if idle:
-        pd.DataFrame(idle).to_csv(args.out / "fixes_idle.csv", index=False, float_format="%.3f")
+        pd.DataFrame(idle).to_csv(args.out / f"fixes_idle_{args.balancer}.csv", index=False, float_format="%.3f")
         print(pd.DataFrame(idle).to_string(index=False))
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary.round(2).to_string(index=False))

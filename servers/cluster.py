@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from servers.balancer import BalancerHandle, start_balancer
+from servers import runtime
 
 __all__ = ["start_cluster", "ClusterHandle", "ServerProcess", "server_names"]
 
@@ -198,6 +199,7 @@ class ClusterHandle:
                 errors.append(exc)
         if _live.get(self.name) is self:
             del _live[self.name]
+        runtime.untrack(self)
         if errors:
             raise errors[0]
 
@@ -270,4 +272,5 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", bala
         raise
     cluster = ClusterHandle(name, started, lb, url, redis, transport, fix)
     _live[name] = cluster
+    runtime.track(f"cluster:{name}", cluster)  # servers.stop_all() stops it too
     return cluster

@@ -4,7 +4,8 @@ The course lives in a temp dir: nbgrader_config.py, source/<assignment>/<noteboo
 solutions/. Real nbgrader runs ``generate_assignment`` (its release must equal our exercises/)
 and ``autograde`` on the correct, partly wrong and stub submissions of the sample class; its
 gradebook (sqlite, read through nbgrader.api.Gradebook) must give every question the points of
-our expected gradebook, which test_grading_sample_class checks our grader writes.
+our grader, run on the same course folder (nbgrader's submitted/<student>/<assignment>/ layout),
+and the committed expected gradebook.
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from grading.batch import grade_class
 from grading.paths import kernel_env
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,12 +71,14 @@ def test_real_nbgrader_scores_like_our_grader(exercise, tmp_path):
     nbgrader(course, "autograde", assignment)
 
     expected = our_points(exercise)
+    ours = {(r.student, q.grade_id): q.points for r in grade_class(course, jobs=2, cell_timeout=10) for q in r.questions}
+    assert {(s, q): p for (s, q), p in ours.items()} == {k: v for k, v in expected.items() if k[0] in STUDENTS}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         for student in STUDENTS:
             notebook = gradebook.find_submission_notebook(exercise, assignment, student)
             theirs = {grade.name: grade.score for grade in notebook.grades}
             for question, score in theirs.items():
-                assert score == expected[(student, question)], (
-                    f"{student} {question}: nbgrader gives {score}, our grader {expected[(student, question)]}")
+                assert score == ours[(student, question)], (
+                    f"{student} {question}: nbgrader gives {score}, our grader {ours[(student, question)]}")
             assert set(theirs) == {q for (s, q) in expected if s == student}
     assert os.path.exists(course / "autograded" / "correct" / assignment)

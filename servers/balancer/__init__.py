@@ -18,6 +18,7 @@ from typing import Any, Sequence
 from servers.balancer.backends import Backend, as_backend
 from servers.balancer.nginx import HOW_TO_GET_NGINX, NginxMissing
 from servers.balancer.policies import POLICIES
+from servers import runtime
 
 __all__ = ["start_balancer", "BalancerHandle", "NginxMissing", "HOW_TO_GET_NGINX", "POLICIES", "KINDS"]
 
@@ -111,6 +112,7 @@ class BalancerHandle:
             self._impl.stop()
         else:
             self._impl.cleanup()
+            runtime.untrack(self)
 
 
 def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: str = "python",
@@ -143,5 +145,7 @@ def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: s
         except BaseException:
             impl.cleanup()
             raise
-        return BalancerHandle(kind, policy, name, impl)
+        handle = BalancerHandle(kind, policy, name, impl)
+        runtime.track(f"nginx:{name}", handle)  # servers.stop_all() stops nginx too
+        return handle
     raise ValueError(f"unknown balancer kind {kind!r}; choose one of {', '.join(KINDS)}")

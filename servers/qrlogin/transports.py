@@ -106,6 +106,8 @@ class EventsHandler(QRHandler):
         self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
         self.set_header("Cache-Control", "no-store")
         self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
+        if self.request.connection.stream is not None:  # small events must not wait for Nagle + delayed ACK
+            self.request.connection.stream.set_nodelay(True)
         self.write(f"retry: {self.qr.sse_retry_ms}\n\n")  # reconnect after 1 s, not the browser's ~3 s
         self.sub = self.qr.push.subscribe(ticket_id, self.send_event, after=last)
         for event in await self.qr.push.history(ticket_id, last):

@@ -35,7 +35,8 @@ to ``client-output-buffer-limit pubsub`` (32 MB by default), then disconnects it
 
 Counted in ``stats``: ``redis_commands`` (PUBLISH, SUBSCRIBE, UNSUBSCRIBE, catch-up reads),
 ``messages_out``/``bytes_out`` (published), ``receivers`` (sum of PUBLISH replies),
-``published_to_nobody``, ``messages_in``/``bytes_in`` (received from Redis), ``catch_up``.
+``published_to_nobody``, ``messages_in``/``bytes_in`` (received from another server through
+Redis), ``echoes`` (our own messages coming back), ``catch_up``, ``reconnects``.
 """
 from __future__ import annotations
 
@@ -201,8 +202,6 @@ class PubSubHub(PushHub):
         if kind != "message" or not channel.startswith(self.prefix):
             return
         data = message["data"]
-        self.stats["messages_in"] += 1
-        self.stats["bytes_in"] += len(data.encode())
         try:
             envelope = json.loads(data)
             event = envelope["event"]
@@ -211,7 +210,10 @@ class PubSubHub(PushHub):
             self.stats["bad_messages"] += 1
             return
         if envelope.get("from") == self.app.name:
-            return  # our own publish: already delivered locally
+            self.stats["echoes"] += 1  # our own publish came back: already delivered locally
+            return
+        self.stats["messages_in"] += 1
+        self.stats["bytes_in"] += len(data.encode())
         self.deliver_local(event)
 
     async def _catch_up(self, ticket: str) -> None:
