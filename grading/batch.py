@@ -130,10 +130,10 @@ def feedback_markdown(student: str, reports: list[GradeReport]) -> str:
         if report.problem:
             lines += [f"**Problem with the notebook:** {report.problem}.", ""]
         for q in report.questions:
-            mark = "passed" if q.status == "passed" else q.status.replace("_", " ")
+            mark = {"timeout": "timed out", "crashed": "the kernel crashed"}.get(q.status, q.status.replace("_", " "))
             lines += [f"### {q.title}", "", f"**{q.points:g} / {q.max_points:g} points** ({mark})", ""]
             if q.status != "passed":
-                lines += [f"- **What happened:** {q.reason}", f"- **Hint:** {q.hint}", ""]
+                lines += [f"- **What happened:** {q.what_happened}", f"- **Hint:** {q.hint}", ""]
         if report.notes:
             lines += ["### Notes on your notebook", ""] + [f"- {note}" for note in report.notes] + [""]
         lines += ["Test cells always come from the course's copy of the exercise; hidden tests check other inputs "

@@ -43,7 +43,7 @@ def format_report(report: GradeReport) -> str:
     for number, q in enumerate(report.questions, 1):
         lines.append(f"  {q.title} [{q.grade_id}]: {q.points:g}/{q.max_points:g} {q.status}")
         if q.status != "passed":
-            lines.append(f"      why:  {q.reason}")
+            lines.append(f"      why:  {q.what_happened}")
             lines.append(f"      hint: {q.hint}")
     if report.problem:
         lines.append(f"  Problem: {report.problem}")

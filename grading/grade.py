@@ -52,7 +52,17 @@ class QuestionResult:
 
     @property
     def hint(self) -> str:
-        return HINTS.get(self.status, "") if self.status != "passed" else ""
+        """The test's own hint when its message has one ("... Hint: ..."), else a general one for the status."""
+        if self.status == "passed":
+            return ""
+        own = self.reason.split(" Hint: ", 1)
+        return own[1] if len(own) == 2 else HINTS.get(self.status, "")
+
+    @property
+    def what_happened(self) -> str:
+        """The reason without the test's hint and without the exception class a learner does not need."""
+        text = self.reason.split(" Hint: ", 1)[0]
+        return text[len("AssertionError: "):] if text.startswith("AssertionError: ") else text
 
 
 @dataclass

@@ -21,7 +21,7 @@ from nbgrader import utils as nbgrader_utils
 from grading import nbgrader_compat
 
 __all__ = ["Question", "Submission", "read_notebook", "read_submission", "questions", "solution_cells",
-           "grade_ids", "merge_submission", "grading_notebook", "NotebookUnreadable"]
+           "grade_id", "grade_ids", "is_solution", "is_test", "merge_submission", "NotebookUnreadable"]
 
 
 class NotebookUnreadable(ValueError):
@@ -187,12 +187,3 @@ def _without_hidden_tests(cell: NotebookNode) -> str:
     """A submitted test cell's text as the learner's copy shows it (the source itself has hidden tests)."""
     probe = nbformat.v4.new_notebook(cells=[copy.deepcopy(cell)])
     return nbgrader_compat.strip_hidden_tests(probe).cells[0].source
-
-
-def grading_notebook(source: NotebookNode, submission: NotebookNode | None, *, hidden_tests: bool) -> NotebookNode:
-    """Shorthand for :func:`merge_submission` without the notes."""
-    return merge_submission(source, submission, hidden_tests=hidden_tests)[0]
-
-
-def copy_notebook(nb: NotebookNode) -> NotebookNode:
-    return copy.deepcopy(nb)

@@ -221,7 +221,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         return 2
 
     restarts = 0
-    crashed: set[int] = set()
+    not_replayed: set[int] = set()  # cells that crashed or timed out are not run again after a restart
     for index, cell in enumerate(nb.cells):
         if cell.cell_type != "code":
             continue
@@ -229,6 +229,7 @@ def worker_main(argv: list[str] | None = None) -> int:
         try:
             client.execute_cell(cell, index)
         except CellTimeoutError:
+            not_replayed.add(index)
             progress.write(event="cell", index=index, grade_id=gid, status="timeout", ename=TIMEOUT_ENAME,
                            evalue=f"did not finish within the per-cell limit of {args.cell_timeout:g} s")
             try:
@@ -237,7 +238,7 @@ def worker_main(argv: list[str] | None = None) -> int:
                 pass
             continue
         except DeadKernelError:
-            crashed.add(index)
+            not_replayed.add(index)
             progress.write(event="cell", index=index, grade_id=gid, status="crashed", ename=CRASH_ENAME,
                            evalue="the Python kernel died while running this cell (for example os._exit or a crash)")
             if restarts >= MAX_RESTARTS:
@@ -247,7 +248,7 @@ def worker_main(argv: list[str] | None = None) -> int:
             try:
                 _kill_kernel(client)
                 start_kernel()
-                _replay(client, nb, upto=index, skip=crashed, is_replayed=lambda c: not _is_grade(c))
+                _replay(client, nb, upto=index, skip=not_replayed, is_replayed=lambda c: not _is_grade(c))
             except Exception as exc:
                 progress.write(event="failure", reason=f"the kernel could not be restarted after a crash ({exc})")
                 return 0

@@ -130,3 +130,15 @@ class BaseWebSocketHandler(ServedByMixin, tornado.websocket.WebSocketHandler):
     """Base of every WebSocket handler: ``X-Served-By`` on the 101 and JSON errors before it."""
 
     write_error = BaseHandler.write_error
+
+    # Tornado refuses a bad upgrade itself with a plain-text body (403 "Cross origin websockets
+    # not allowed", 400 not an upgrade, 426 wrong version); the contract wants JSON errors.
+    _UPGRADE_ERRORS = {400: "not_a_websocket_upgrade", 403: "origin_not_allowed", 426: "unsupported_websocket_version"}
+
+    def finish(self, chunk: Any = None):  # type: ignore[override]
+        status = self.get_status()
+        if isinstance(chunk, str) and status >= 400:
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            code = self._UPGRADE_ERRORS.get(status, _code_for(status))
+            chunk = json.dumps(error_body(code, chunk), separators=(",", ":"))
+        return super().finish(chunk)

@@ -7,6 +7,8 @@ servers (and Tornado's early chat demo): the request waits for the *next* publis
 with that one event. Whatever is published while the client is not waiting is lost. The lesson
 serves both on one feed (:func:`start_lesson_feed`) and counts what each client gets.
 
+- :func:`measure_idle_cost` - idle clients with several timeouts, each behind a wire tap: what
+  the empty timed-out exchanges cost per second and per hour.
 - :func:`measure_cursor_vs_naive` - both clients at once against events at random moments;
   one row per answer (when asked, when answered, how many events) and the delivery counts.
 - :func:`hold_long_polls` / :func:`wait_for_waiters` - held requests from raw sockets, to watch
@@ -18,7 +20,7 @@ import asyncio
 import json
 import socket
 import time
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 import tornado.httpclient
@@ -29,9 +31,10 @@ from servers.feed.app import make_feed_app
 from servers.lessons_support.publishing import publish_at_random_times
 from servers.measure import delivery_counts
 from servers.runtime import ServerHandle, serve
+from servers.tap import start_tap
 from servers.web import BaseHandler
 
-__all__ = ["NaiveLongPollHandler", "start_lesson_feed", "measure_cursor_vs_naive", "gap_table",
+__all__ = ["NaiveLongPollHandler", "start_lesson_feed", "measure_idle_cost", "measure_cursor_vs_naive", "gap_table",
            "hold_long_polls", "wait_for_waiters"]
 
 
@@ -69,6 +72,43 @@ def start_lesson_feed(name: str = "lesson-02", **settings: Any) -> ServerHandle:
     app = make_feed_app(name=name, **settings)
     app.add_handlers(r".*", [(r"/naive/longpoll", NaiveLongPollHandler)])
     return serve(app)
+
+
+def measure_idle_cost(feed: ServerHandle, timeouts: Sequence[float], *, idle: float) -> pd.DataFrame:
+    """Long-poll an idle feed for ``idle`` seconds with each timeout (s) at once; count requests and bytes.
+
+    Nothing is published, so every request ends by timing out and the client asks again. Bytes
+    are the TCP payload both ways through a tap (the HTTP requests and responses; each request of
+    the async client opens a new connection, whose handshake packets carry no payload).
+    """
+    timeouts = sorted(float(t) for t in timeouts)
+    taps = {t: start_tap(feed, name=f"lesson 02 idle tap, timeout {t} s") for t in timeouts}
+    after = feed.call(lambda app: app.buffer.last_seq)
+
+    async def idle_client(url: str, timeout: float) -> tuple[int, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        requests = max(1, round(idle / timeout))  # each one ends by timing out
+        for _ in range(requests):
+            await alongpoll(url, after, timeout)
+        return requests, loop.time() - started
+
+    async def run() -> list[tuple[int, float]]:
+        return list(await asyncio.gather(*(idle_client(taps[t].url, t) for t in timeouts)))
+
+    try:
+        counts = runtime.run(run(), timeout=idle + max(timeouts) + 30)
+        rows = []
+        for timeout, (requests, seconds) in zip(timeouts, counts):
+            totals = taps[timeout].totals()
+            wire = totals["bytes_up"] + totals["bytes_down"]
+            rows.append({"timeout_s": timeout, "requests": requests, "seconds": round(seconds, 2), "bytes": wire,
+                         "bytes_per_exchange": round(wire / requests, 1),
+                         "bytes_per_idle_hour": round(wire / seconds * 3600)})
+    finally:
+        for tap in taps.values():
+            tap.stop()
+    return pd.DataFrame(rows)
 
 
 async def _naive_longpoll(url: str, timeout: float) -> dict[str, Any]:

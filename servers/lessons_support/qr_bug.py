@@ -38,9 +38,9 @@ from servers.balancer.policies import RouteRequest, Router
 from servers.clients.qr import (BROWSER_ADDRESS, PHONE_ADDRESS, TRANSPORTS, AsyncBrowser, AsyncPhone, QRError)
 
 __all__ = ["TRANSPORTS", "CHANNEL_ROUTES", "user_login_async", "traffic_async", "traffic", "isolated_logins",
-           "success_vs_servers", "success_table", "plot_success_vs_servers", "login_trace",
-           "clients_and_servers", "who", "FunctionRouter", "use_route", "start_cluster_with_route",
-           "theory"]
+           "success_vs_servers", "user_addresses", "success_table", "plot_success_vs_servers", "login_trace",
+           "clients_and_servers", "browser_and_phone", "pinning", "who", "FunctionRouter", "use_route", "start_cluster_with_route",
+           "theory", "open_login_page"]
 
 # The routes a browser's push channel uses, per transport (as the routing log names them).
 CHANNEL_ROUTES = {"poll": "/api/tickets/{id}", "longpoll": "/api/tickets/{id}/longpoll",
@@ -54,9 +54,31 @@ def theory(n_servers: int) -> float:
     return 1.0 / n_servers
 
 
-def who(client: str, browser_address: str = BROWSER_ADDRESS, phone_address: str = PHONE_ADDRESS) -> str:
-    """``browser``, ``phone`` or the address itself, for a routing-log ``client``."""
-    return {browser_address: "browser", phone_address: "phone"}.get(client, client)
+# Each simulated user of :func:`traffic` gets a browser and a phone address of its own, as real
+# users have, drawn at random inside 127/8 (all of it is loopback on Linux): browsers from
+# 127.100-149.x.y, phones from 127.150-199.x.y. At random, not by a pattern: nginx's ``hash``
+# is CRC32, which is linear, so address pairs that differ by a fixed pattern (127.10.0.i and
+# 127.20.0.i) would all land together or all apart.
+BROWSER_OCTETS, PHONE_OCTETS = range(100, 150), range(150, 200)
+
+
+def user_addresses(rng: random.Random) -> tuple[str, str]:
+    """A random ``(browser_address, phone_address)`` pair for one simulated user."""
+    def address(second: range) -> str:
+        return f"127.{rng.choice(second)}.{rng.randrange(256)}.{rng.randrange(1, 255)}"
+
+    return address(BROWSER_OCTETS), address(PHONE_OCTETS)
+
+
+def who(client: str) -> str:
+    """``browser``, ``phone`` or the address itself, for a routing-log ``client`` address."""
+    parts = str(client).split(".")
+    second = int(parts[1]) if len(parts) == 4 and parts[0] == "127" and parts[1].isdigit() else -1
+    if client == BROWSER_ADDRESS or second in BROWSER_OCTETS:
+        return "browser"
+    if client == PHONE_ADDRESS or second in PHONE_OCTETS:
+        return "phone"
+    return client
 
 
 # ------------------------------------------------------------------------------------------------
@@ -64,7 +86,7 @@ def who(client: str, browser_address: str = BROWSER_ADDRESS, phone_address: str 
 
 async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 0.5,
                            scan_think_s: float = 0.0, confirm_think_s: float = 0.0,
-                           poll_interval: float = 0.05, longpoll_timeout: float = 30.0,
+                           poll_interval: float = 0.2, longpoll_timeout: float = 30.0,
                            browser_address: str = BROWSER_ADDRESS, phone_address: str = PHONE_ADDRESS,
                            user: str = "alice", password: str = "alice") -> dict[str, Any]:
     """One login as a person makes it; never raises for a failed login.
@@ -72,6 +94,7 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
     The browser creates the ticket and opens its channel; ``scan_think_s`` later the phone logs
     in and scans; ``confirm_think_s`` later it confirms; the browser then has ``wait_s`` seconds
     to hear ``confirmed`` on its channel (else ``ok`` is False: the bug), and redeems.
+    ``latency_s``: confirm sent → the browser's channel received ``confirmed`` (wall clock).
     ``channel_on`` is the server the channel last came from (for long polling, the server that
     answered the last poll; :func:`traffic` fills in the held one from the routing log).
     """
@@ -81,7 +104,7 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
     browser = AsyncBrowser(url, transport, browser_address, poll_interval=poll_interval,
                            longpoll_timeout=longpoll_timeout)
     phone = AsyncPhone(url, phone_address, user, password)
-    channel = None
+    channel = listening = None
     step = "create"
     try:
         created = await browser.create_ticket()
@@ -90,21 +113,24 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
         step = "channel"
         channel = await browser.open_channel(ticket)
         row["channel_on"] = channel.served_by
+        # The page listens from now on, as a real one does (a long poll is re-sent at once after
+        # each answer, a short poll keeps polling), not only once the phone has confirmed.
+        listening = asyncio.ensure_future(channel.wait_for("confirmed", 3600))
         await asyncio.sleep(scan_think_s)  # the person picks up the phone and points it at the QR code
         step = "scan"
         await phone.login()
         row["served_by_scan"] = (await phone.scan(ticket))["served_by"]
         await asyncio.sleep(confirm_think_s)  # reads "log in on this browser?" and taps yes
         step = "confirm"
-        sent = time.monotonic()
+        sent = time.time()
         row["confirm_on"] = (await phone.confirm(ticket))["served_by"]
         step = "wait"
         try:
-            seen = await channel.wait_for("confirmed", wait_s)
+            seen = await asyncio.wait_for(asyncio.shield(listening), max(0.0, sent + wait_s - time.time()))
         except asyncio.TimeoutError:
             row["error"] = f"the browser did not hear 'confirmed' within {wait_s} s"
             return row
-        row["latency_s"] = time.monotonic() - sent
+        row["latency_s"] = max(0.0, seen["received_at"] - sent)
         row["channel_on"] = channel.served_by or row["channel_on"]
         if seen["state"] != "confirmed":
             row["error"] = f"the browser saw {seen['state']!r} instead of 'confirmed'"
@@ -118,33 +144,39 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
     except (QRError, asyncio.TimeoutError, EOFError, OSError) as exc:
         row["error"] = f"{step}: {type(exc).__name__}: {exc}"
     finally:
+        if listening is not None:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
         if channel is not None:
             await channel.close()
     return row
 
 
 async def traffic_async(url: str, transport: str = "sse", logins: int = 30, *, arrivals_per_s: float = 100.0,
-                        think_s: float = 0.05, wait_s: float = 0.5, seed: int | None = None,
+                        think_s: float = 0.2, wait_s: float = 0.5, seed: int | None = None,
                         **options: Any) -> list[dict[str, Any]]:
     """``logins`` users arriving at random (exponential gaps, ``arrivals_per_s`` on average), each
     waiting a random ``0..think_s`` seconds before the scan and again before the confirm.
 
     The randomness is what real traffic gives a round-robin balancer: a random number of other
-    users' requests between this user's channel and its confirm.
+    users' requests between this user's channel and its confirm. Each user has its own browser
+    and phone addresses (:func:`user_addresses`) unless ``browser_address``/``phone_address`` are
+    given, so ``ip_hash`` sees many clients, as it would in real life.
     """
     rng = random.Random(seed)
     plan = []
     at = 0.0
     for _ in range(logins):
-        plan.append((at, rng.uniform(0, think_s), rng.uniform(0, think_s)))
+        plan.append((user_addresses(rng), at, rng.uniform(0, think_s), rng.uniform(0, think_s)))
         at += rng.expovariate(arrivals_per_s)
     loop = asyncio.get_running_loop()
     start = loop.time()
 
-    async def one(arrive: float, scan_think: float, confirm_think: float) -> dict[str, Any]:
+    async def one(addresses: tuple[str, str], arrive: float, scan_think: float, confirm_think: float) -> dict[str, Any]:
+        addresses = {"browser_address": addresses[0], "phone_address": addresses[1], **options}
         await asyncio.sleep(max(0.0, start + arrive - loop.time()))
         return await user_login_async(url, transport, wait_s=wait_s, scan_think_s=scan_think,
-                                      confirm_think_s=confirm_think, **options)
+                                      confirm_think_s=confirm_think, **addresses)
 
     return list(await asyncio.gather(*(one(*p) for p in plan)))
 
@@ -227,14 +259,17 @@ def isolated_logins(cluster: Any, transport: str = "sse", logins: int = 4, **opt
 def success_vs_servers(ns: Iterable[int] = (1, 2, 3, 4, 5, 6), transports: Sequence[str] = ("sse",),
                        logins: int = 30, runs: int = 2, policy: str = "round_robin", balancer: str = "python",
                        redis_url: str | None = None, seed: int = 7, progress: bool = False,
-                       **options: Any) -> pd.DataFrame:
+                       name: str = "lesson07", **options: Any) -> pd.DataFrame:
     """For each N in ``ns``: a fresh cluster of N servers, then ``runs`` × ``logins`` random-user
-    logins per transport. One row per login with ``n_servers`` and ``run`` columns."""
+    logins per transport. One row per login with ``n_servers`` and ``run`` columns.
+
+    The clusters are started under ``name`` (one at a time; a cluster already running under that
+    name is stopped first, see ``servers.cluster``)."""
     from servers.cluster import start_cluster
 
     frames = []
     for n in ns:
-        with start_cluster(n, policy, balancer=balancer, redis_url=redis_url, name="lesson07-sweep") as cluster:
+        with start_cluster(n, policy, balancer=balancer, redis_url=redis_url, name=name) as cluster:
             for transport in transports:
                 for run in range(runs):
                     frame = traffic(cluster, transport, logins, seed=seed * 1000 + n * 10 + run, **options)
@@ -286,23 +321,62 @@ def plot_success_vs_servers(frame: pd.DataFrame, title: str | None = None, ax=No
     return ax
 
 
+def open_login_page(cluster: Any, transport: str = "sse", source_address: str = BROWSER_ADDRESS) -> dict[str, Any]:
+    """The browser's first request: ``GET /login?transport=...`` (the page with the QR code), sent
+    from the browser's address. Returns ``status``, ``served_by`` and the page's size in bytes."""
+    import requests
+
+    from servers.clients.qr import SourceAddressAdapter
+
+    with requests.Session() as session:
+        session.mount("http://", SourceAddressAdapter(source_address))
+        page = session.get(f"{getattr(cluster, 'url', cluster)}/login", params={"transport": transport}, timeout=10)
+    return {"status": page.status_code, "served_by": page.headers.get("X-Served-By"), "bytes": len(page.content)}
+
+
 # ------------------------------------------------------------------------------------------------
 # Reading the routing log.
 
 def login_trace(log: pd.DataFrame, ticket: str) -> pd.DataFrame:
-    """The rows of ``log`` about ``ticket`` (plus the phone's login, which names no ticket),
-    in time order, with ``who`` (browser/phone) first: where each step of one login went."""
-    rows = log[(log["ticket"] == ticket) | (log["route"] == "/api/phone/login")].copy()
-    if (log["ticket"] == ticket).any():
-        first = log.loc[log["ticket"] == ticket, "time"].min()
-        creates = log[(log["route"] == "/api/tickets") & (log["time"] <= first)]
-        if not creates.empty:  # the create request names no ticket yet: the browser's last one before
-            rows = pd.concat([creates.tail(1), rows])
-        logins = rows[rows["route"] == "/api/phone/login"]
-        if len(logins) > 1:  # keep the phone login closest before this ticket's scan
-            rows = rows.drop(logins.index[:-1])
-    rows.insert(0, "who", rows["client"].map(who))
-    return rows.sort_values("time")[["who", "method", "route", "backend", "status"]].reset_index(drop=True)
+    """Where each step of one login went: the rows of ``log`` about ``ticket``, plus the requests
+    that name no ticket yet (the browser's login page and ticket creation just before, the phone's
+    login just before its scan), in time order, with ``who`` (browser/phone) first.
+
+    Meant for a quiet cluster (one login by hand): with many users at once, the nearest
+    ticketless request may be another user's.
+    """
+    labelled = log.assign(who=log["client"].map(who))
+    about = labelled[labelled["ticket"] == ticket]
+    parts = [about]
+    if not about.empty:
+        first, scans = about["time"].min(), about[about["route"] == "/api/tickets/{id}/scan"]
+        for route, by, before in [("/login", "browser", first), ("/api/tickets", "browser", first),
+                                  ("/api/phone/login", "phone", scans["time"].min() if not scans.empty else None)]:
+            if before is None:
+                continue
+            earlier = labelled[(labelled["route"] == route) & (labelled["who"] == by) & (labelled["time"] <= before)]
+            parts.append(earlier.sort_values("time").tail(1))
+    rows = pd.concat(parts).sort_values("time", kind="stable")
+    return rows[["who", "method", "route", "backend", "status"]].reset_index(drop=True)
+
+
+def browser_and_phone(log: pd.DataFrame) -> pd.DataFrame:
+    """One row per ticket (one user's login): the servers its browser's requests went to, the
+    servers its phone's requests went to, and ``apart`` (True when the two sets do not meet)."""
+    rows = log.dropna(subset=["ticket"]).assign(who=lambda f: f["client"].map(who))
+    table = rows.groupby(["ticket", "who"])["backend"].agg(lambda s: ", ".join(sorted(set(s.dropna()))))
+    table = table.unstack("who").reindex(columns=["browser", "phone"]).fillna("")
+    table["apart"] = [not (set(b.split(", ")) & set(p.split(", "))) for b, p in zip(table["browser"], table["phone"])]
+    return table.reset_index()
+
+
+def pinning(log: pd.DataFrame) -> pd.DataFrame:
+    """Per kind of client (browser, phone): how many clients, how many of them had every request
+    sent to one server (``pinned``), and that as a share in percent."""
+    per_client = log.assign(who=log["client"].map(who)).groupby(["who", "client"])["backend"].nunique()
+    table = per_client.groupby("who").agg(clients="size", pinned=lambda s: int((s == 1).sum()))
+    table["pinned_pct"] = (100 * table["pinned"] / table["clients"]).round(1)
+    return table.reset_index()
 
 
 def clients_and_servers(log: pd.DataFrame) -> pd.DataFrame:

@@ -10,8 +10,8 @@ the exact text of each message, and the bytes of each frame. So this module
 - :class:`RawWebSocket` is a blocking WebSocket client for a cell that hands back messages as
   they came (str or bytes), and says how the server closed (1009, 1003...); lesson 05 uses it
   to speak STOMP by hand;
-- :func:`ws_frames` reads the frames a tap saw after the ``101``;
-  :func:`describe_frame_header` lays one header out field by field
+- :func:`raw_frame` cuts one frame out of the bytes a tap saw after the ``101``;
+  :func:`describe_frame_header` lays its header out field by field
   (with :func:`servers.wire.websocket.parse_frame_header`);
 - :func:`measure_frame_overhead` sends payloads of chosen sizes both ways through a tap and
   counts the bytes on the wire, to hold them against RFC 6455 §5.2.
@@ -31,10 +31,10 @@ import tornado.websocket
 from servers import runtime
 from servers.clients._common import ws_url
 from servers.clients.ws import ConnectionClosed
-from servers.tap import WsFrame, parse_http_stream, parse_ws_frames
+from servers.tap import parse_http_stream, parse_ws_frames
 from servers.wire.websocket import frame_overhead, parse_frame_header
 
-__all__ = ["raw_handshake", "RawWebSocket", "ws_frames", "raw_frame", "describe_frame_header", "measure_frame_overhead",
+__all__ = ["raw_handshake", "RawWebSocket", "raw_frame", "describe_frame_header", "measure_frame_overhead",
            "SEED_KEY", "SEED_ACCEPT"]
 
 #: The ``Sec-WebSocket-Key`` of the seed notes' handshake, and the accept value they show for it.
@@ -131,20 +131,6 @@ class RawWebSocket:
         runtime.call(self.conn.close, code, reason)
 
 
-def ws_frames(tap: Any, conn_id: int | None = None, direction: str = "down") -> list[WsFrame]:
-    """The WebSocket frames a tap kept for one connection (the latest by default), after the 101.
-
-    ``direction``: ``"down"`` (server→client) or ``"up"`` (client→server, unmasked for reading;
-    ``frame.masked`` says it was masked on the wire). Only the tap's kept bytes are read
-    (64 KiB per direction by default).
-    """
-    if direction not in ("up", "down"):
-        raise ValueError(f"direction must be 'up' or 'down', not {direction!r}")
-    raw = tap.raw(conn_id, direction)
-    _, rest = parse_http_stream(raw, response=(direction == "down"))
-    return parse_ws_frames(rest)
-
-
 def raw_frame(tap: Any, index: int = 0, conn_id: int | None = None, direction: str = "down") -> bytes:
     """The bytes of frame number ``index`` (header, mask key, payload as on the wire) seen by a tap."""
     raw = tap.raw(conn_id, direction)
@@ -171,7 +157,8 @@ def describe_frame_header(frame: bytes) -> pd.DataFrame:
     rows = [
         ("byte 0, bit 7", f"{b0 >> 7:b}", "FIN", int(header.fin), "last (here: only) frame of the message"
          if header.fin else "more fragments follow"),
-        ("byte 0, bits 6-4", f"{(b0 >> 4) & 7:03b}", "RSV1-3", 0, "reserved, 0 unless an extension says so"),
+        ("byte 0, bits 6-4", f"{(b0 >> 4) & 7:03b}", "RSV1-3", (b0 >> 4) & 7,
+         "reserved, 0 unless an extension says so"),
         ("byte 0, bits 3-0", f"{b0 & 0xF:04b}", "opcode", header.opcode, header.opcode_name),
         ("byte 1, bit 7", f"{b1 >> 7:b}", "MASK", int(header.masked),
          "masked: a client's frame" if header.masked else "not masked: a server's frame"),

@@ -205,7 +205,9 @@ class PubSubHub(PushHub):
         try:
             envelope = json.loads(data)
             event = envelope["event"]
-            int(event["version"]), event["ticket"], event["state"]
+            int(event["version"]), event["state"]
+            if event["ticket"] != channel[len(self.prefix):]:
+                raise ValueError("the event names another ticket than its channel")
         except (ValueError, KeyError, TypeError):
             self.stats["bad_messages"] += 1
             return

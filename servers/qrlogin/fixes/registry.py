@@ -37,6 +37,10 @@ in Redis (``SET NX``) and the others read it - whoever can read the shared store
 already, since it holds every ticket. In production, configure it, and keep the internal
 route off the public listener.
 
+The forwards travel on kept-alive HTTP/1.1 connections between the servers
+(:class:`PeerConnections`): a new TCP connection per message would add a handshake to every
+confirm.
+
 Closing the registration gap: a channel registers here synchronously, the ``SADD`` takes a
 round trip. After Redis acknowledges it, this hub reads the ticket once more ("catch-up") and
 delivers it if newer, so a change that raced the registration is not lost.
@@ -54,9 +58,11 @@ import json
 import logging
 import os
 import secrets
+import urllib.parse
 from typing import TYPE_CHECKING
 
-import tornado.httpclient
+import tornado.iostream
+import tornado.tcpclient
 
 from servers.qrlogin.push import Event, PushHub
 from servers.qrlogin.tickets import STATES
@@ -65,7 +71,7 @@ from servers.web import ApiError, BaseHandler
 if TYPE_CHECKING:  # pragma: no cover
     from servers.qrlogin.app import QRLoginApp
 
-__all__ = ["RegistryHub", "InternalDeliverHandler", "SECRET_HEADER", "SECRET_ENV"]
+__all__ = ["RegistryHub", "InternalDeliverHandler", "PeerConnections", "SECRET_HEADER", "SECRET_ENV"]
 
 log = logging.getLogger("servers.qrlogin.fixes.registry")
 SECRET_HEADER = "X-Internal-Secret"
@@ -84,12 +90,14 @@ class RegistryHub(PushHub):
         self.forward_timeout = float(settings.get("registry_forward_timeout", 2.0))
         self.secret: str = settings.get("internal_secret") or os.environ.get(SECRET_ENV) or ""
         self.secret_source = "setting" if settings.get("internal_secret") else ("env" if self.secret else "redis")
+        if not self.secret.isprintable() or any(c in self.secret for c in "\r\n"):
+            raise ValueError("internal_secret must be printable text on one line (it travels in an HTTP header)")
         self.registered: set[str] = set()  # tickets whose entry Redis has acknowledged
         self._waiters: list[tuple[str, bool, asyncio.Future]] = []
         self._changed = asyncio.Event()
         self._registrar: asyncio.Task | None = None
         self._side_tasks: set[asyncio.Task] = set()
-        self._http: tornado.httpclient.AsyncHTTPClient | None = None
+        self._peers = PeerConnections(self.forward_timeout)
         self._stopped = False
 
     @property
@@ -120,7 +128,6 @@ class RegistryHub(PushHub):
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=1000)
         if not self.secret:
             await self._share_secret()
         self._registrar = asyncio.create_task(self._run(), name=f"{self.app.name}:registry-registrar")
@@ -140,8 +147,7 @@ class RegistryHub(PushHub):
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=5)
-        if self._http is not None:
-            self._http.close()
+        self._peers.close()
 
     # -- the subscribe half: keep the registry in step with the channels held here ------------
 
@@ -184,7 +190,7 @@ class RegistryHub(PushHub):
         wanted = set(self.local_tickets())
         new, drop = wanted - self.registered, self.registered - wanted
         add = wanted if refresh else new
-        if not add and not drop:
+        if not add and not drop and not (refresh and self.secret_source == "redis"):
             return
         me, ttl_ms = self.internal_url, int(self.ttl * 1000)
         async with self.app.redis.pipeline(transaction=False) as pipe:
@@ -217,43 +223,40 @@ class RegistryHub(PushHub):
 
     async def publish(self, ticket: str, event: Event) -> None:
         self.stats["published"] += 1
+        if ticket in self.channels:  # held here (too): no lookup needed for this server
+            self.stats["delivered_here"] += 1
+            self.deliver_local(event)
         holders = await self.app.redis.smembers(self.key_of(ticket))
         self.stats["redis_commands"] += 1
-        if not holders:
+        others = sorted(set(holders) - {self.internal_url})
+        if not others and ticket not in self.channels:
             self.stats["no_holder"] += 1
             self.stats["undelivered"] += 1
             return
         body = json.dumps(event, separators=(",", ":"))
-        await asyncio.gather(*(self._send(url, ticket, event, body) for url in sorted(holders)))
+        await asyncio.gather(*(self._send(url, ticket, event, body) for url in others))
 
     async def _send(self, url: str, ticket: str, event: Event, body: str) -> None:
-        if url == self.internal_url:
-            self.stats["delivered_here"] += 1
-            self.deliver_local(event)
-            return
         self.stats["forwards"] += 1
         self.stats["messages_out"] += 1
         self.stats["bytes_out"] += len(body)
-        request = tornado.httpclient.HTTPRequest(
-            url + "/internal/deliver", method="POST", body=body,
-            headers={"Content-Type": "application/json", SECRET_HEADER: self.secret},
-            connect_timeout=self.forward_timeout, request_timeout=self.forward_timeout)
         try:
-            response = await self._http.fetch(request, raise_error=False)
-        except Exception as exc:  # e.g. a DNS error: the same as a failed forward
-            response, error = None, exc
-        else:
-            error = response.error if response.code >= 400 or response.code == 599 else None
-        if error is None:
-            if json.loads(response.body or b"{}").get("delivered", 0) == 0:
-                self.stats["forward_missed"] += 1  # the holder had no channel left for it
-            return
-        self.stats["forward_failed"] += 1
-        log.info("%s: forward of %s v%s to %s failed: %s", self.app.name, ticket, event.get("version"), url, error)
-        if response is None or response.code == 599:  # nobody there: the entry is stale
+            status, answer = await self._peers.post(url, "/internal/deliver", body.encode(),
+                                                    {"Content-Type": "application/json", SECRET_HEADER: self.secret})
+        except (OSError, tornado.iostream.StreamClosedError, asyncio.TimeoutError, ValueError) as exc:
+            # Nobody there (connection refused, or no answer in time): the entry is stale.
+            self.stats["forward_failed"] += 1
+            log.info("%s: forward of %s v%s to %s failed: %r", self.app.name, ticket, event.get("version"), url, exc)
             await self.app.redis.srem(self.key_of(ticket), url)
             self.stats["redis_commands"] += 1
             self.stats["stale_removed"] += 1
+            return
+        if status != 200:  # e.g. 401: the servers disagree on the secret
+            self.stats["forward_failed"] += 1
+            log.warning("%s: forward to %s refused: %s %s", self.app.name, url, status, answer[:200])
+            return
+        if json.loads(answer or b"{}").get("delivered", 0) == 0:
+            self.stats["forward_missed"] += 1  # the holder had no channel left for it
 
     def _spawn(self, coro) -> None:
         task = asyncio.create_task(coro)
@@ -264,6 +267,69 @@ class RegistryHub(PushHub):
         self._side_tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.warning("%s: registry catch-up failed: %r", self.app.name, task.exception())
+
+
+class PeerConnections:
+    """Keep-alive HTTP/1.1 connections to the other servers, so a forward costs one round trip.
+
+    Tornado's ``AsyncHTTPClient`` opens a new TCP connection for every request; between servers
+    that talk all the time that is a handshake per message. Idle connections are kept per peer
+    and reused. A server may close an idle connection at any moment, so a request that fails on
+    a reused connection is retried once on a fresh one; failing on a fresh one is the peer's fault.
+    """
+
+    max_idle_per_peer = 8
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.idle: dict[str, list[tornado.iostream.IOStream]] = {}
+
+    async def post(self, url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
+        """POST ``body`` to ``url + path``; returns (status, response body). Raises on no answer."""
+        for attempt in (1, 2):
+            idle = self.idle.get(url) or []
+            stream = idle.pop() if idle else None
+            reused = stream is not None
+            if stream is None:
+                parts = urllib.parse.urlsplit(url)
+                stream = await tornado.tcpclient.TCPClient().connect(parts.hostname, parts.port or 80,
+                                                                     timeout=self.timeout)
+                stream.set_nodelay(True)
+            try:
+                status, answer, keep = await asyncio.wait_for(self._exchange(stream, url, path, body, headers),
+                                                              self.timeout)
+            except (tornado.iostream.StreamClosedError, OSError):
+                stream.close()
+                if reused and attempt == 1:
+                    continue  # the peer closed an idle connection: try once on a fresh one
+                raise
+            except BaseException:
+                stream.close()
+                raise
+            if keep and len(self.idle.setdefault(url, [])) < self.max_idle_per_peer:
+                self.idle[url].append(stream)
+            else:
+                stream.close()
+            return status, answer
+        raise tornado.iostream.StreamClosedError()  # pragma: no cover - the loop returns or raises
+
+    @staticmethod
+    async def _exchange(stream, url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, bool]:
+        lines = [f"POST {path} HTTP/1.1", f"Host: {urllib.parse.urlsplit(url).netloc}",
+                 f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
+        await stream.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
+        head = (await stream.read_until(b"\r\n\r\n", max_bytes=65536)).decode("latin-1").split("\r\n")
+        status = int(head[0].split()[1])
+        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
+        length = int(fields.get("content-length", "0"))
+        answer = await stream.read_bytes(length) if length else b""
+        return status, answer, fields.get("connection", "").lower() != "close"
+
+    def close(self) -> None:
+        for streams in self.idle.values():
+            for stream in streams:
+                stream.close()
+        self.idle.clear()
 
 
 class InternalDeliverHandler(BaseHandler):

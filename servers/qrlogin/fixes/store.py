@@ -15,11 +15,13 @@ write first and because measuring it shows why the others exist:
 * **Latency** added: on average half the interval (up to one interval) for a change made on
   another server. A change made on the same server is delivered at once (``publish`` delivers
   locally, as every fix does).
-* **Cost**: one poll task per ticket with an open channel on a server, each issuing
+* **Cost**: one poll task per ticket with an open channel on a server, each sending
   ``commands_per_poll`` (2: the ticket store's expiry-checking script and ``HGETALL``) Redis
-  commands every interval, whether anything changed or not. Redis load =
-  open tickets × 2 / interval commands per second: 10,000 waiting browsers at 0.2 s are
-  100,000 commands/s doing nothing. Shortening the interval buys latency with load, linearly.
+  commands every interval, whether anything changed or not; Redis executes 3 (it counts the
+  ``HGETALL`` inside the script too). Redis load = open tickets × 3 / interval commands per
+  second - measured: 15 per second per open channel at 0.2 s (``benchmarks/fixes.py``), so
+  10,000 waiting browsers are 150,000 commands/s doing nothing. Shortening the interval buys
+  latency with load, linearly.
 
 Who does it this way: no push product we compare against (BRIEF §5), and that is the point; it
 is the "just poll the database" first version. Real systems notify instead: a pub/sub backplane
