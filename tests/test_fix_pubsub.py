@@ -11,43 +11,42 @@ import asyncio
 import pytest
 
 from servers import runtime
-from servers.balancer.nginx import HOW_TO_GET_NGINX, NginxMissing, find_nginx
+from servers.balancer.nginx import HOW_TO_GET_NGINX
 from servers.clients.qr import TRANSPORTS, Browser, Phone, SSEChannel, login_many
 from servers.cluster import start_cluster
 from servers.qrlogin.app import start_qrlogin
+from tests.conftest import nginx_path
 
 FIX = "pubsub"
 
+# -- Shared by the tests of the pubsub, registry and store fixes -----------------------------------
 
-def nginx_missing() -> bool:
-    try:
-        find_nginx()
-        return False
-    except NginxMissing:
-        return True
-
-
+_NGINX = [pytest.mark.nginx, pytest.mark.skipif(nginx_path() is None, reason=HOW_TO_GET_NGINX)]
 CLUSTERS = [
     pytest.param(2, "python", id="N2-python"),
     pytest.param(3, "python", id="N3-python"),
-    pytest.param(2, "nginx", id="N2-nginx", marks=[pytest.mark.nginx, pytest.mark.skipif(nginx_missing(), reason=HOW_TO_GET_NGINX)]),
-    pytest.param(3, "nginx", id="N3-nginx", marks=[pytest.mark.nginx, pytest.mark.skipif(nginx_missing(), reason=HOW_TO_GET_NGINX)]),
+    pytest.param(2, "nginx", id="N2-nginx", marks=_NGINX),
+    pytest.param(3, "nginx", id="N3-nginx", marks=_NGINX),
 ]
 
 
-@pytest.fixture
-def pair(redis_url):
+def start_pair(fix: str, redis_url: str):
     """Two servers of one cluster: A holds the browser's channel, B gets the phone's calls."""
-    return start_qrlogin("A", fix=FIX, redis_url=redis_url), start_qrlogin("B", fix=FIX, redis_url=redis_url)
+    return start_qrlogin("A", fix=fix, redis_url=redis_url), start_qrlogin("B", fix=fix, redis_url=redis_url)
 
 
-def login_across(a, b, transport: str) -> None:
-    """Channel on A, scan and confirm on B; the browser must see ``confirmed`` and redeem."""
+def login_across(a, b, transport: str, ready=None) -> None:
+    """Channel on A, scan and confirm on B; the browser must see ``confirmed`` and redeem.
+
+    ``ready(app, ticket)`` (a coroutine function run on A) waits, for the channels that stay open
+    (SSE, WebSocket), until the fix knows where the channel is, so the phone's calls take the
+    fix's normal path rather than the catch-up that closes the race.
+    """
     browser = Browser(a.url, transport)
     ticket = browser.create_ticket()["ticket"]
     with browser.open_channel(ticket) as channel:
-        if transport in ("sse", "ws"):  # the channel stays open: wait until the fix knows where it is
-            a.call(lambda app: app.push.wait_confirmed(ticket, True))
+        if ready is not None and transport in ("sse", "ws"):
+            a.call(ready, ticket)
         phone = Phone(b.url)
         phone.login()
         phone.scan(ticket)
@@ -58,10 +57,41 @@ def login_across(a, b, transport: str) -> None:
     assert browser.redeem(ticket)["user"] == "alice"
 
 
+def assert_every_cluster_login_completes(fix: str, redis_url: str, n: int, balancer: str) -> None:
+    """10 logins per transport through a round-robin balancer in front of ``n`` servers: all complete."""
+    with start_cluster(n, "round_robin", fix=fix, balancer=balancer, redis_url=redis_url) as cluster:
+        crossed = 0
+        for transport in TRANSPORTS:
+            results = login_many(cluster.url, transport, n=10, concurrency=5, timeout=5)
+            failed = [r["error"] for r in results if not r["ok"]]
+            assert not failed, f"{len(failed)}/10 {transport} logins failed with fix={fix}: {failed[:3]}"
+            crossed += sum(r["served_by_confirm"] != r["served_by_channel"] for r in results)
+        assert crossed > 0, "round robin should have sent some confirms to another server than the channel's"
+
+
+def assert_login_completes_after_redis_restarts(a, b, redis_server, ready=None) -> None:
+    login_across(a, b, "sse", ready)
+    redis_server.restart()  # every connection of both servers is dropped, and Redis comes back empty
+    for transport in ("sse", "ws"):
+        login_across(a, b, transport, ready)
+
+
+# -- pubsub -------------------------------------------------------------------------------------------
+
+
+async def subscribed(app, ticket: str) -> None:
+    await app.push.wait_confirmed(ticket, True)
+
+
+@pytest.fixture
+def pair(redis_url):
+    return start_pair(FIX, redis_url)
+
+
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_confirm_on_b_reaches_the_browser_on_a(pair, transport):
     a, b = pair
-    login_across(a, b, transport)
+    login_across(a, b, transport, subscribed)
     sent, received = b.app.push.stats, a.app.push.stats
     assert sent["messages_out"] == 2, "B published the scan and the confirm on the backplane"
     if transport in ("sse", "ws"):  # subscribed before the phone acted: both changes crossed Redis to A
@@ -72,14 +102,7 @@ def test_confirm_on_b_reaches_the_browser_on_a(pair, transport):
 
 @pytest.mark.parametrize("n,balancer", CLUSTERS)
 def test_every_login_completes_behind_a_round_robin_balancer(redis_url, n, balancer):
-    with start_cluster(n, "round_robin", fix=FIX, balancer=balancer, redis_url=redis_url) as cluster:
-        crossed = 0
-        for transport in TRANSPORTS:
-            results = login_many(cluster.url, transport, n=10, concurrency=5, timeout=5)
-            failed = [r["error"] for r in results if not r["ok"]]
-            assert not failed, f"{len(failed)}/10 {transport} logins failed with fix={FIX}: {failed[:3]}"
-            crossed += sum(r["served_by_confirm"] != r["served_by_channel"] for r in results)
-        assert crossed > 0, "round robin should have sent some confirms to another server than the channel's"
+    assert_every_cluster_login_completes(FIX, redis_url, n, balancer)
 
 
 def test_pubsub_is_at_most_once_a_change_published_while_the_browser_is_away_is_lost(pair, redis_server):
@@ -123,10 +146,7 @@ def test_pubsub_is_at_most_once_a_change_published_while_the_browser_is_away_is_
 
 def test_a_login_completes_after_redis_restarts(pair, redis_server):
     a, b = pair
-    login_across(a, b, "sse")
-    redis_server.restart()  # every connection of both servers (the subscriber too) is dropped
-    for transport in ("sse", "ws"):
-        login_across(a, b, transport)
+    assert_login_completes_after_redis_restarts(a, b, redis_server, subscribed)
     assert a.app.push.stats["messages_in"] >= 2
 
 

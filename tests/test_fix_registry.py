@@ -9,58 +9,27 @@ from __future__ import annotations
 import pytest
 import requests
 
-from servers.balancer.nginx import HOW_TO_GET_NGINX, NginxMissing, find_nginx
-from servers.clients.qr import TRANSPORTS, Browser, Phone, login_many
-from servers.cluster import start_cluster
-from servers.qrlogin.app import start_qrlogin
+from servers.clients.qr import TRANSPORTS, Browser, Phone
 from servers.qrlogin.fixes.registry import SECRET_HEADER
+from tests.test_fix_pubsub import (CLUSTERS, assert_every_cluster_login_completes,
+                                   assert_login_completes_after_redis_restarts, login_across, start_pair)
 
 FIX = "registry"
 
 
-def nginx_missing() -> bool:
-    try:
-        find_nginx()
-        return False
-    except NginxMissing:
-        return True
-
-
-CLUSTERS = [
-    pytest.param(2, "python", id="N2-python"),
-    pytest.param(3, "python", id="N3-python"),
-    pytest.param(2, "nginx", id="N2-nginx", marks=[pytest.mark.nginx, pytest.mark.skipif(nginx_missing(), reason=HOW_TO_GET_NGINX)]),
-    pytest.param(3, "nginx", id="N3-nginx", marks=[pytest.mark.nginx, pytest.mark.skipif(nginx_missing(), reason=HOW_TO_GET_NGINX)]),
-]
+async def registered(app, ticket: str) -> None:
+    await app.push.wait_registered(ticket, True)
 
 
 @pytest.fixture
 def pair(redis_url):
-    """Two servers of one cluster: A holds the browser's channel, B gets the phone's calls."""
-    return start_qrlogin("A", fix=FIX, redis_url=redis_url), start_qrlogin("B", fix=FIX, redis_url=redis_url)
-
-
-def login_across(a, b, transport: str) -> None:
-    """Channel on A, scan and confirm on B; the browser must see ``confirmed`` and redeem."""
-    browser = Browser(a.url, transport)
-    ticket = browser.create_ticket()["ticket"]
-    with browser.open_channel(ticket) as channel:
-        if transport in ("sse", "ws"):  # the channel stays open: wait until the fix knows where it is
-            a.call(lambda app: app.push.wait_registered(ticket, True))
-        phone = Phone(b.url)
-        phone.login()
-        phone.scan(ticket)
-        assert phone.confirm(ticket)["served_by"] == "B"
-        seen = channel.wait_for("confirmed", timeout=5)
-        assert seen["state"] == "confirmed", f"the {transport} channel on A saw {seen}, not the confirm made on B"
-        assert channel.served_by == "A"
-    assert browser.redeem(ticket)["user"] == "alice"
+    return start_pair(FIX, redis_url)
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_confirm_on_b_reaches_the_browser_on_a(pair, transport):
     a, b = pair
-    login_across(a, b, transport)
+    login_across(a, b, transport, registered)
     sent, received = b.app.push.stats, a.app.push.stats
     if transport in ("sse", "ws"):  # registered before the phone acted: B forwards scan and confirm
         assert sent["forwards"] == 2 and received["messages_in"] == 2, (dict(sent), dict(received))
@@ -70,14 +39,7 @@ def test_confirm_on_b_reaches_the_browser_on_a(pair, transport):
 
 @pytest.mark.parametrize("n,balancer", CLUSTERS)
 def test_every_login_completes_behind_a_round_robin_balancer(redis_url, n, balancer):
-    with start_cluster(n, "round_robin", fix=FIX, balancer=balancer, redis_url=redis_url) as cluster:
-        crossed = 0
-        for transport in TRANSPORTS:
-            results = login_many(cluster.url, transport, n=10, concurrency=5, timeout=5)
-            failed = [r["error"] for r in results if not r["ok"]]
-            assert not failed, f"{len(failed)}/10 {transport} logins failed with fix={FIX}: {failed[:3]}"
-            crossed += sum(r["served_by_confirm"] != r["served_by_channel"] for r in results)
-        assert crossed > 0, "round robin should have sent some confirms to another server than the channel's"
+    assert_every_cluster_login_completes(FIX, redis_url, n, balancer)
 
 
 def open_registered_channel(a, transport: str = "sse"):
@@ -145,8 +107,5 @@ def test_a_stale_entry_left_by_a_crashed_server_is_a_counted_failed_forward_not_
 
 def test_a_login_completes_after_redis_restarts(pair, redis_server):
     a, b = pair
-    login_across(a, b, "sse")
-    redis_server.restart()  # every connection of both servers is dropped, and the registry is empty
-    for transport in ("sse", "ws"):
-        login_across(a, b, transport)
+    assert_login_completes_after_redis_restarts(a, b, redis_server, registered)
     assert b.app.push.stats["forwards"] >= 2

@@ -35,11 +35,18 @@ c.ExecutePreprocessor.timeout = 30
 """
 
 
-def nbgrader(course: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=course, env=kernel_env(),
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{result.stdout}\n{result.stderr[-3000:]}"
-    return result
+def start_nbgrader(course: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nbgrader", *args], cwd=course, env=kernel_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen) -> None:
+    out, err = process.communicate(timeout=240)
+    assert process.returncode == 0, f"nbgrader {' '.join(process.args[2:])} failed:\n{out}\n{err[-3000:]}"
+
+
+def nbgrader(course: Path, *args: str) -> None:
+    finish(start_nbgrader(course, *args))
 
 
 def our_points(exercise: str) -> dict[tuple[str, str], float]:
@@ -68,10 +75,14 @@ def test_real_nbgrader_scores_like_our_grader(exercise, tmp_path):
         target = course / "submitted" / student / assignment
         target.mkdir(parents=True)
         shutil.copy(SAMPLE / exercise / "submissions" / f"{student}.ipynb", target / f"{exercise}.ipynb")
-    nbgrader(course, "autograde", assignment)
+    autograde = start_nbgrader(course, "autograde", assignment)  # nbgrader and our grader side by side
+    try:
+        reports = grade_class(course, jobs=1, cell_timeout=10)
+    finally:
+        finish(autograde)
 
     expected = our_points(exercise)
-    ours = {(r.student, q.grade_id): q.points for r in grade_class(course, jobs=2, cell_timeout=10) for q in r.questions}
+    ours = {(r.student, q.grade_id): q.points for r in reports for q in r.questions}
     assert {(s, q): p for (s, q), p in ours.items()} == {k: v for k, v in expected.items() if k[0] in STUDENTS}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         for student in STUDENTS:

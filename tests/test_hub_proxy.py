@@ -45,11 +45,11 @@ BASE_URL = "/user/learner/"  # what JupyterHub gives a user's server (JUPYTERHUB
 
 
 def _need_proxy_extension() -> None:
-    try:
-        import jupyter_server  # noqa: F401
-        import jupyter_server_proxy  # noqa: F401
-    except ImportError as exc:
-        pytest.skip(f"jupyter_server / jupyter_server_proxy not installed ({exc}); pip install jupyter-server-proxy")
+    import importlib.util
+
+    missing = [name for name in ("jupyter_server", "jupyter_server_proxy") if importlib.util.find_spec(name) is None]
+    if missing:
+        pytest.skip(f"{', '.join(missing)} not installed: pip install jupyter-server-proxy (a dependency of the suite)")
 
 
 class JupyterServer:
@@ -370,6 +370,17 @@ def test_public_url_goes_into_the_qr_code_under_the_proxy(jupyter, hub_page, red
     assert page.failed == []
 
 
+def test_scan_url_behind_a_tls_hub_is_https(jupyter, redis_url):
+    """A hub terminates TLS and adds ``X-Forwarded-Proto``; the proxy passes it on, the QR says https."""
+    qr = start_qrlogin("hub-tls", redis_url=redis_url)
+    response = requests.post(jupyter.proxied(qr.port, "/api/tickets"), timeout=10,
+                             headers={"Authorization": f"token {jupyter.token}", "X-Forwarded-Proto": "https"})
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["scan_url"] == jupyter.proxied(qr.port, f"/m/{body['ticket']}").replace("http://", "https://", 1)
+    assert "secure" in response.headers["Set-Cookie"].lower(), "cookies over https must be Secure"
+
+
 # ----------------------------------------------------------------------------------------------
 # The feed demo pages through the proxy.
 
@@ -392,7 +403,8 @@ def test_feed_page_through_jupyter_server_proxy(jupyter, hub_page, name):
     page.wait_for_function("window.lastSeq === 2", timeout=15000)
     assert feed.call(lambda app: app.buffer.last_seq) == 2
     if name in ("ws", "stomp"):
-        assert len(page.sockets) == 1 and page.sockets[0].startswith(jupyter.proxied(feed.port, "/").replace("http", "ws", 1))
+        proxied_ws = jupyter.proxied(feed.port, "/").replace("http://", "ws://", 1)
+        assert len(page.sockets) == 1 and page.sockets[0].startswith(proxied_ws), page.sockets
     assert page.failed == []
 
 

@@ -1,101 +1,29 @@
 """The pages behind a path prefix, as jupyter-server-proxy serves them (<base>/proxy/<port>/...).
 
-A real nginx maps ``/lab/proxy/<port>/`` to the feed and nothing else, so a page that called an
-absolute path (``/feed/sse``) would get nginx's 404 and the test would fail: every URL the pages
-use must be relative. SSE needs ``proxy_buffering off``; WebSocket the Upgrade headers, and the
-original ``Host`` (Tornado refuses a WebSocket whose ``Origin`` names another host than ``Host``).
+A real nginx (tests/nginx_prefix.py) maps ``/lab/proxy/<port>/`` to the feed and nothing else, so
+a page that called an absolute path (``/feed/sse``) would get nginx's 404 and the test would fail:
+every URL the pages use must be relative. tests/test_hub_proxy.py does the same through a real
+Jupyter server and jupyter-server-proxy.
 """
 from __future__ import annotations
-
-import os
-import socket
-import subprocess
-import time
 
 import pytest
 import requests
 
 from servers.feed.app import start_feed
-from tests.conftest import nginx_path
+from tests.nginx_prefix import start_prefix_proxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.nginx]
-
-CONFIG = """
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-{user}
-events {{ worker_connections 256; }}
-http {{
-    access_log {d}/access.log;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location {prefix} {{
-            proxy_pass http://127.0.0.1:{backend}/;
-            proxy_http_version 1.1;
-            proxy_set_header Host $http_host;  # as jupyter-server-proxy: Tornado's origin check compares it
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_buffering off;
-            proxy_read_timeout 1h;
-        }}
-    }}
-}}
-"""
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _user():
-    if os.geteuid() != 0:
-        return ""
-    import grp
-    import pwd
-
-    entry = pwd.getpwuid(os.geteuid())
-    return f"user {entry.pw_name} {grp.getgrgid(entry.pw_gid).gr_name};"
 
 
 @pytest.fixture
 def prefixed(tmp_path):
-    binary = nginx_path()
-    if binary is None:
-        pytest.skip("nginx not found (Debian: apt-get install nginx)")
     feed = start_feed(name="feed-prefix", sse_retry_ms=200)
-    for _ in range(5):
-        port = _free_port()
-        prefix = f"/lab/proxy/{feed.port}/"
-        (tmp_path / "nginx.conf").write_text(CONFIG.format(d=tmp_path, port=port, prefix=prefix,
-                                                           backend=feed.port, user=_user()))
-        proc = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        if proc.poll() is None:
-            break
-    else:
-        pytest.fail("nginx did not start: " + proc.stderr.read().decode(errors="replace"))
+    proxy = start_prefix_proxy(tmp_path, feed.port, f"/lab/proxy/{feed.port}")
     try:
-        yield feed, f"http://127.0.0.1:{port}{prefix}"
+        yield feed, proxy.url + "/"
     finally:
-        proc.terminate()
-        proc.wait(10)
+        proxy.stop()
         feed.stop()
 
 

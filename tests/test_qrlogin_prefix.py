@@ -1,98 +1,29 @@
 """The QR-login pages behind a path prefix, as jupyter-server-proxy serves them (<base>/proxy/<port>/).
 
-A real nginx maps only ``/lab/proxy/<port>/`` to the app (and, like jupyter-server-proxy, sends
-``X-Forwarded-Prefix``), so any absolute path in the pages would hit nginx's 404: Chromium
-completing a login proves every URL the pages use is relative, and the QR's scan URL keeps the prefix.
+A real nginx (tests/nginx_prefix.py) maps only ``/lab/proxy/<port>/`` to the app (and, like
+jupyter-server-proxy, sends ``X-Forwarded-Prefix``), so any absolute path in the pages would hit
+nginx's 404: Chromium completing a login proves every URL the pages use is relative, and the QR's
+scan URL keeps the prefix.
 """
 from __future__ import annotations
-
-import os
-import socket
-import subprocess
-import time
 
 import pytest
 
 from servers.clients.qr import Phone
 from servers.qrlogin import start_qrlogin
-from tests.conftest import nginx_path
+from tests.nginx_prefix import start_prefix_proxy
 
 pytestmark = [pytest.mark.browser, pytest.mark.nginx]
-
-CONFIG = """
-worker_processes 1;
-daemon off;
-pid {d}/nginx.pid;
-error_log {d}/error.log notice;
-{user}
-events {{ worker_connections 256; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
-    server {{
-        listen 127.0.0.1:{port};
-        location {prefix}/ {{
-            proxy_pass http://127.0.0.1:{backend}/;
-            proxy_http_version 1.1;
-            proxy_set_header Host $http_host;
-            proxy_set_header X-Forwarded-Prefix {prefix};
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection $connection_upgrade;
-            proxy_buffering off;
-            proxy_read_timeout 1h;
-        }}
-    }}
-}}
-"""
-
-
-def run_as_user() -> str:
-    if os.geteuid() != 0:
-        return ""
-    import grp
-    import pwd
-
-    entry = pwd.getpwuid(os.geteuid())
-    return f"user {entry.pw_name} {grp.getgrgid(entry.pw_gid).gr_name};"
 
 
 @pytest.fixture
 def prefixed(tmp_path, redis_url):
-    binary = nginx_path()
-    if binary is None:
-        pytest.skip("nginx not found (Debian: apt-get install nginx)")
     qr = start_qrlogin("A", redis_url=redis_url)
-    prefix = f"/lab/proxy/{qr.port}"
-    for _ in range(5):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        (tmp_path / "nginx.conf").write_text(CONFIG.format(d=tmp_path, port=port, prefix=prefix, backend=qr.port,
-                                                           user=run_as_user()))
-        proc = subprocess.Popen([binary, "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
-        deadline = time.monotonic() + 10
-        while proc.poll() is None and time.monotonic() < deadline:
-            try:  # ready = it accepts a TCP connection (checked every few ms up to the deadline)
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.02)
-        if proc.poll() is None:
-            break
-    else:
-        pytest.fail("nginx did not start: " + proc.stderr.read().decode(errors="replace"))
+    proxy = start_prefix_proxy(tmp_path, qr.port, f"/lab/proxy/{qr.port}")
     try:
-        yield qr, f"http://127.0.0.1:{port}{prefix}"
+        yield qr, proxy.url
     finally:
-        proc.terminate()
-        proc.wait(10)
-        proc.stderr.close()
+        proxy.stop()
         qr.stop()
 
 

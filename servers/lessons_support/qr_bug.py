@@ -152,27 +152,39 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
     return row
 
 
-async def traffic_async(url: str, transport: str = "sse", logins: int = 30, *, arrivals_per_s: float = 100.0,
+async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins: int = 30, *,
+                        arrivals_per_s: float = 40.0,
                         think_s: float = 0.2, wait_s: float = 0.5, seed: int | None = None,
                         **options: Any) -> list[dict[str, Any]]:
     """``logins`` users arriving at random (exponential gaps, ``arrivals_per_s`` on average), each
     waiting a random ``0..think_s`` seconds before the scan and again before the confirm.
+
+    ``transport`` may be a list: the users then take its transports in turn (user i gets
+    ``transport[i % len(transport)]``), so one run measures several transports under the same
+    traffic, and the slowest part of a run - the last users' wait for a confirm that never
+    comes - is paid once.
 
     The randomness is what real traffic gives a round-robin balancer: a random number of other
     users' requests between this user's channel and its confirm. Each user has its own browser
     and phone addresses (:func:`user_addresses`) unless ``browser_address``/``phone_address`` are
     given, so ``ip_hash`` sees many clients, as it would in real life.
     """
+    transports = [transport] if isinstance(transport, str) else list(transport)
+    unknown = [t for t in transports if t not in TRANSPORTS]
+    if unknown or not transports:
+        raise ValueError(f"transports must be among {TRANSPORTS}, got {transports}")
     rng = random.Random(seed)
     plan = []
     at = 0.0
-    for _ in range(logins):
-        plan.append((user_addresses(rng), at, rng.uniform(0, think_s), rng.uniform(0, think_s)))
+    for i in range(logins):
+        plan.append((transports[i % len(transports)], user_addresses(rng), at, rng.uniform(0, think_s),
+                     rng.uniform(0, think_s)))
         at += rng.expovariate(arrivals_per_s)
     loop = asyncio.get_running_loop()
     start = loop.time()
 
-    async def one(addresses: tuple[str, str], arrive: float, scan_think: float, confirm_think: float) -> dict[str, Any]:
+    async def one(transport: str, addresses: tuple[str, str], arrive: float, scan_think: float,
+                  confirm_think: float) -> dict[str, Any]:
         addresses = {"browser_address": addresses[0], "phone_address": addresses[1], **options}
         await asyncio.sleep(max(0.0, start + arrive - loop.time()))
         return await user_login_async(url, transport, wait_s=wait_s, scan_think_s=scan_think,
@@ -231,7 +243,7 @@ def _fill_held_channels(frame: pd.DataFrame, cluster: Any, timeout: float = 5.0)
     return frame
 
 
-def traffic(cluster: Any, transport: str = "sse", logins: int = 30, **options: Any) -> pd.DataFrame:
+def traffic(cluster: Any, transport: str | Sequence[str] = "sse", logins: int = 30, **options: Any) -> pd.DataFrame:
     """:func:`traffic_async` against ``cluster`` (blocking, for a cell): one row per login, labelled
     with the cluster's ``n_servers``, ``policy`` and ``balancer``."""
     url = getattr(cluster, "url", cluster)
@@ -257,11 +269,11 @@ def isolated_logins(cluster: Any, transport: str = "sse", logins: int = 4, **opt
 # Success rate against the number of servers.
 
 def success_vs_servers(ns: Iterable[int] = (1, 2, 3, 4, 5, 6), transports: Sequence[str] = ("sse",),
-                       logins: int = 30, runs: int = 2, policy: str = "round_robin", balancer: str = "python",
+                       logins: int = 40, runs: int = 1, policy: str = "round_robin", balancer: str = "python",
                        redis_url: str | None = None, seed: int = 7, progress: bool = False,
                        name: str = "lesson07", **options: Any) -> pd.DataFrame:
-    """For each N in ``ns``: a fresh cluster of N servers, then ``runs`` × ``logins`` random-user
-    logins per transport. One row per login with ``n_servers`` and ``run`` columns.
+    """For each N in ``ns``: a fresh cluster of N servers, then ``runs`` runs of ``logins``
+    random users per transport (the transports mixed in one run, see :func:`traffic_async`). One row per login with ``n_servers`` and ``run`` columns.
 
     The clusters are started under ``name`` (one at a time; a cluster already running under that
     name is stopped first, see ``servers.cluster``)."""
@@ -270,14 +282,13 @@ def success_vs_servers(ns: Iterable[int] = (1, 2, 3, 4, 5, 6), transports: Seque
     frames = []
     for n in ns:
         with start_cluster(n, policy, balancer=balancer, redis_url=redis_url, name=name) as cluster:
-            for transport in transports:
-                for run in range(runs):
-                    frame = traffic(cluster, transport, logins, seed=seed * 1000 + n * 10 + run, **options)
-                    frame["run"] = run
-                    frames.append(frame)
-                    if progress:
-                        print(f"N={n} {transport} run {run}: {frame['ok'].mean():.0%} of {len(frame)} logins",
-                              flush=True)
+            for run in range(runs):
+                frame = traffic(cluster, list(transports), logins * len(transports),
+                                seed=seed * 1000 + n * 10 + run, **options)
+                frame["run"] = run
+                frames.append(frame)
+                if progress:
+                    print(f"N={n} run {run}: {frame['ok'].mean():.0%} of {len(frame)} logins", flush=True)
     return pd.concat(frames, ignore_index=True)
 
 
@@ -295,7 +306,8 @@ def success_table(frame: pd.DataFrame, by: Sequence[str] = ("n_servers", "transp
 
 
 def plot_success_vs_servers(frame: pd.DataFrame, title: str | None = None, ax=None):
-    """Measured success per N (per run as dots, pooled rate with ±2 standard errors) and 1/N."""
+    """Measured success per N (pooled rate with ±2 standard errors; single runs as dots when
+    there are several) against the theory 1/N (dashed)."""
     from servers.plots import plot_lines
 
     table = success_table(frame, ["n_servers", "transport"])
@@ -311,7 +323,7 @@ def plot_success_vs_servers(frame: pd.DataFrame, title: str | None = None, ax=No
         shift = (i - (len(transports) - 1) / 2) * 0.08
         ax.errorbar(group["n_servers"] + shift, group["success_pct"], yerr=2 * group["stderr_pct"], marker="o",
                     capsize=3, label=f"{transport}: measured (±2 s.e.)")
-        if "run" in frame.columns:
+        if "run" in frame.columns and frame["run"].nunique() > 1:
             per_run = success_table(frame[frame["transport"] == transport], ["n_servers", "run"])
             ax.scatter(per_run["n_servers"] + shift, per_run["success_pct"], s=12, alpha=0.4,
                        color=ax.lines[-1].get_color() if ax.lines else None)
