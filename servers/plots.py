@@ -37,6 +37,23 @@ STYLE: dict[str, Any] = {
                                                 "#8c564b", "#e377c2", "#17becf"]),
 }
 
+def _inline_in_kernels() -> None:
+    """Select the inline backend inside a Jupyter kernel.
+
+    Without it, some ipykernel/matplotlib-inline combinations show only a notebook's first
+    figure in a fresh kernel and drop the later ones silently; ``%matplotlib inline`` is reliable.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is not None and "IPKernelApp" in shell.config:
+        shell.run_line_magic("matplotlib", "inline")
+
+
+_inline_in_kernels()
+
 _UNIT = re.compile(r"\(\s*[^()\s][^()]*\)")
 
 

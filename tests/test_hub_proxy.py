@@ -126,7 +126,13 @@ class JupyterServer:
             pytest.fail(f"Jupyter server exited with {self.process.returncode}:\n{self.log_tail()}")
 
     def stop(self, timeout: float = 20) -> list[int]:
-        """SIGTERM (the server shuts its kernels down), then report any process of its group still alive."""
+        """SIGTERM (the server shuts its kernels down); returns the pids of any process it left alive.
+
+        Kernels run in sessions of their own (jupyter_client starts them with start_new_session)
+        and outlive a killed parent, so neither the process group nor the child list finds them
+        all: every process started by this server inherits its private JUPYTER_RUNTIME_DIR, and
+        that is what is looked for.
+        """
         process, self.process = self.process, None
         if process is None:
             return []
@@ -137,7 +143,17 @@ class JupyterServer:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-        return _wait_group_empty(process.pid, timeout=10)
+        deadline = time.monotonic() + 10
+        left = _started_by(self.directory / "runtime")
+        while left and time.monotonic() < deadline:
+            time.sleep(0.05)
+            left = _started_by(self.directory / "runtime")
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        return left
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -214,38 +230,19 @@ class JupyterServer:
             socket_.close()
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
+def _started_by(runtime_dir: Path) -> list[int]:
+    """Live processes whose environment carries this Jupyter server's JUPYTER_RUNTIME_DIR."""
+    import psutil
 
-
-def _wait_group_empty(pgid: int, timeout: float) -> list[int]:
-    """Pids still in the process group after ``timeout`` (killed, and returned for the assertion)."""
-    deadline = time.monotonic() + timeout
-    while _group_alive(pgid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not _group_alive(pgid):
-        return []
-    try:
-        import psutil
-
-        left = [p.pid for p in psutil.process_iter() if _safe_pgid(p.pid) == pgid]
-    except ImportError:
-        left = [pgid]
-    os.killpg(pgid, signal.SIGKILL)
-    return left or [pgid]
-
-
-def _safe_pgid(pid: int) -> int | None:
-    try:
-        return os.getpgid(pid)
-    except OSError:
-        return None
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.environ().get("JUPYTER_RUNTIME_DIR") == str(runtime_dir) \
+                    and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
 
 
 # ----------------------------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 
 from servers import runtime
+from servers.lessons_support.publishing import random_moments
 from servers.tap import parse_http_stream, parse_ws_frames, start_tap
 from servers.wire.sse import encode_event
 from servers.wire.websocket import frame_overhead
@@ -71,6 +72,18 @@ def raise_open_file_limit() -> int:
 # ------------------------------------------------------------------------------------------------
 # The server under test, in its own process.
 
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when its parent dies (a killed kernel
+    must not leave a feed server behind). Elsewhere, nothing happens."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 class FeedProcess:
     """``python -m servers feed --port 0`` as a child process: ``url``, ``pid``, ``cpu_seconds()``,
     ``rss()``, ``fds()``, ``stop()``. Registered with :func:`servers.stop_all`, so a lesson's
@@ -88,7 +101,8 @@ class FeedProcess:
                 "--buffer-size", str(buffer_size)]
         root = str(Path(__file__).resolve().parents[2])
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=root)
+                                        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=root,
+                                        preexec_fn=_die_with_parent)
         self._proc = ServerProcess.__new__(ServerProcess)  # reuse its ready-line reader and stop()
         self._proc.name, self._proc._log, self._proc.process = name, self._log, self.process
         self.info = self._proc._read_ready_line(timeout)
@@ -398,9 +412,10 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
                   latency_sample: int | None = 2000, seed: int = 6) -> tuple[dict[str, Any], pd.DataFrame]:
     """``subscribers`` clients of ``technique`` through a tap while events are published at ``rate``/s.
 
-    ``events = clamp(rate * seconds, min_events, max_events)``, published on a fixed schedule
-    (one every ``1/rate`` s) with ``POST /feed/publish`` on a keep-alive connection around the
-    tap. Returns the summary row (see :data:`SUMMARY_COLUMNS`) and one row per delivered event
+    ``events = clamp(rate * seconds, min_events, max_events)``, one at a random moment in each
+    slot of ``1/rate`` s (seeded; :func:`~servers.lessons_support.publishing.random_moments`), so
+    no event lines up with a poll by design; published with ``POST /feed/publish`` on a
+    keep-alive connection around the tap. Returns the summary row (see :data:`SUMMARY_COLUMNS`) and one row per delivered event
     (``latency_ms``; at most ``latency_sample`` rows, a seeded random sample).
     """
     if technique not in TECHNIQUES:
@@ -411,7 +426,7 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
     tap = start_tap(feed.url, name=f"comparison tap {technique}", capture_bytes=CAPTURE_BYTES)
     try:
         result = runtime.run(_run_point(feed, tap.url, technique, rate, subscribers, count, payload_bytes,
-                                        poll_interval, longpoll_timeout),
+                                        poll_interval, longpoll_timeout, seed),
                              timeout=count / rate + poll_interval + longpoll_timeout + 120)
         try:
             tap.wait_closed(timeout=5)
@@ -471,7 +486,7 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
 
 
 async def _run_point(feed: FeedProcess, url: str, technique: str, rate: float, subscribers: int, count: int,
-                     payload_bytes: int, poll_interval: float, longpoll_timeout: float):
+                     payload_bytes: int, poll_interval: float, longpoll_timeout: float, seed: int):
     publisher = KeepAliveHTTP(feed.url)
     try:
         warm = await publisher.json("POST", "/feed/publish", {"data": "start"})  # the cursor to start from
@@ -490,8 +505,9 @@ async def _run_point(feed: FeedProcess, url: str, technique: str, rate: float, s
         loop = asyncio.get_running_loop()
         started = loop.time()
         published = []
-        for k in range(count):
-            delay = started + k / rate - loop.time()
+        # one event at a random moment in each slot of 1/rate s: no event lines up with a poll by design
+        for k, moment in enumerate(random_moments(count, count / rate, seed=seed)):
+            delay = started + moment - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
             published.append((await publisher.json("POST", "/feed/publish", {"data": _data(k, payload_bytes)}))["seq"])
