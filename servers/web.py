@@ -31,6 +31,42 @@ def error_body(code: str, detail: str, **extra: Any) -> dict[str, Any]:
     return {"error": code, "detail": detail, **extra}
 
 
+#: Deeper JSON is refused: the encoder and decoder recurse, and about 1,000 levels overflow the stack.
+MAX_JSON_DEPTH = 100
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """``json.loads`` for untrusted input: ``ValueError`` for what must not enter the server.
+
+    Refused: ``NaN``/``Infinity`` and numbers too big for a float (Python would accept and later
+    emit them, and then every browser's ``JSON.parse`` fails on the stream), and nesting deeper
+    than :data:`MAX_JSON_DEPTH` (which would otherwise end in a ``RecursionError``, a 500).
+    """
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep") from None
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise ValueError(f"it is nested more than {MAX_JSON_DEPTH} levels deep")
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (RFC 8259 has no NaN or Infinity)")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]}... is too large for a double")
+    return value
+
+
 class ServedByMixin:
     """Adds ``X-Served-By`` to every response, the 101 of a WebSocket upgrade included."""
 
@@ -49,7 +85,7 @@ class BaseHandler(ServedByMixin, tornado.web.RequestHandler):
     def json_body(self, required: tuple[str, ...] = ()) -> dict[str, Any]:
         """The request body as a JSON object, or a 400 that says what is wrong with it."""
         try:
-            body = json.loads(self.request.body or b"null")
+            body = loads_json(self.request.body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:
             raise ApiError(400, "bad_json", f"The request body is not valid JSON: {exc}.") from None
         if not isinstance(body, dict):

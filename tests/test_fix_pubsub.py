@@ -11,17 +11,26 @@ import asyncio
 import pytest
 
 from servers import runtime
-from servers.balancer.nginx import HOW_TO_GET_NGINX
+from servers.balancer.nginx import HOW_TO_GET_NGINX, NginxMissing, find_nginx
 from servers.clients.qr import TRANSPORTS, Browser, Phone, SSEChannel, login_many
 from servers.cluster import start_cluster
 from servers.qrlogin.app import start_qrlogin
-from tests.conftest import nginx_path
 
 FIX = "pubsub"
 
 # -- Shared by the tests of the pubsub, registry and store fixes -----------------------------------
+# (they import it as ``test_fix_pubsub``: pytest puts this folder on sys.path)
 
-_NGINX = [pytest.mark.nginx, pytest.mark.skipif(nginx_path() is None, reason=HOW_TO_GET_NGINX)]
+
+def nginx_missing() -> bool:
+    try:
+        find_nginx()
+    except NginxMissing:
+        return True
+    return False
+
+
+_NGINX = [pytest.mark.nginx, pytest.mark.skipif(nginx_missing(), reason=HOW_TO_GET_NGINX)]
 CLUSTERS = [
     pytest.param(2, "python", id="N2-python"),
     pytest.param(3, "python", id="N3-python"),

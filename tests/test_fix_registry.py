@@ -11,8 +11,8 @@ import requests
 
 from servers.clients.qr import TRANSPORTS, Browser, Phone
 from servers.qrlogin.fixes.registry import SECRET_HEADER
-from tests.test_fix_pubsub import (CLUSTERS, assert_every_cluster_login_completes,
-                                   assert_login_completes_after_redis_restarts, login_across, start_pair)
+from test_fix_pubsub import (CLUSTERS, assert_every_cluster_login_completes,  # shared helpers
+                             assert_login_completes_after_redis_restarts, login_across, start_pair)
 
 FIX = "registry"
 

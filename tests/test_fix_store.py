@@ -13,8 +13,8 @@ import pytest
 from servers import runtime
 from servers.clients.qr import TRANSPORTS, Browser
 from servers.qrlogin.fixes.store import StoreHub
-from tests.test_fix_pubsub import (CLUSTERS, assert_every_cluster_login_completes,
-                                   assert_login_completes_after_redis_restarts, login_across, start_pair)
+from test_fix_pubsub import (CLUSTERS, assert_every_cluster_login_completes,  # shared helpers
+                             assert_login_completes_after_redis_restarts, login_across, start_pair)
 
 FIX = "store"
 

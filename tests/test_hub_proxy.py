@@ -387,6 +387,18 @@ READY = {"sse": "window.opens === 1", "ws": "window.status_text === 'open'",
 
 
 @pytest.mark.browser
+def test_feed_index_through_the_proxy_keeps_the_prefix(jupyter, hub_page):
+    """``show(feed)`` opens ``<base>proxy/<port>/``: its redirect and links must stay under the proxy."""
+    page = hub_page
+    feed = start_feed(name="hub-feed")
+    page.goto(jupyter.origin + browser_url(feed, base=jupyter.base_url))
+    assert page.url == jupyter.proxied(feed.port, "/pages/")
+    links = page.eval_on_selector_all("a", "els => els.map(e => e.href)")
+    assert links and all(link.startswith(jupyter.proxied(feed.port, "/pages/")) for link in links), links
+    assert page.failed == []
+
+
+@pytest.mark.browser
 @pytest.mark.parametrize("name", ["sse", "ws", "stomp", "poll?interval=50", "longpoll"])
 def test_feed_page_through_jupyter_server_proxy(jupyter, hub_page, name):
     page = hub_page

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from servers.feed.polling import NoCacheMixin, events_body
+from servers.limits import holds_connection
 from servers.web import BaseHandler
 
 __all__ = ["LongPollHandler"]
@@ -21,6 +22,7 @@ MAX_TIMEOUT = 300.0
 class LongPollHandler(NoCacheMixin, BaseHandler):
     waiter: asyncio.Future | None = None
 
+    @holds_connection("longpoll")  # 429 beyond max_connections_per_address (servers.limits)
     async def get(self) -> None:
         app = self.application
         after = self.int_argument("after", default=0, minimum=0)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from servers.limits import rate_limited
 from servers.web import ApiError, BaseHandler
 
 __all__ = ["PublishHandler", "PollHandler", "NoCacheMixin", "events_body"]
@@ -28,6 +29,7 @@ def events_body(events: list[dict[str, Any]], missed: dict[str, int] | None) -> 
 class PublishHandler(BaseHandler):
     """``POST /feed/publish`` with ``{"data": <any JSON>}`` answers ``201 {"seq": n}``."""
 
+    @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     def post(self) -> None:
         limit = self.application.settings["max_publish_bytes"]
         if len(self.request.body) > limit:

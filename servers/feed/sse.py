@@ -26,6 +26,7 @@ import json
 from tornado.iostream import StreamClosedError
 
 from servers.feed.outbox import Outbox
+from servers.limits import holds_connection
 from servers.web import ApiError, BaseHandler
 from servers.wire.sse import encode_comment, encode_event
 
@@ -56,6 +57,7 @@ class SSEHandler(BaseHandler):
             raise ApiError(400, "bad_argument", f"{source} must be a seq this server sent (an integer >= 0), not {raw!r}.")
         return value
 
+    @holds_connection("sse")  # 429 beyond max_connections_per_address (servers.limits)
     async def get(self) -> None:
         app = self.application
         after = self._resume_after()

@@ -39,6 +39,7 @@ import itertools
 import json
 from typing import Any, Callable
 
+from servers.web import loads_json
 from servers.wire.stomp import Frame
 
 __all__ = ["message_mapping", "send_to", "StompBroker", "GreetingController", "DestinationError"]
@@ -163,7 +164,7 @@ def decode_body(frame: Frame) -> Any:
     """The SEND body as JSON when it parses (or says it is JSON), else as text."""
     text = frame.text
     try:
-        return json.loads(text)
+        return loads_json(text)  # NaN or 1,000-deep nesting: kept as text
     except ValueError:
         return text
 

@@ -24,6 +24,7 @@ import tornado.websocket
 
 from servers.feed.outbox import Outbox
 from servers.feed.stomp import DestinationError
+from servers.limits import LimitedWebSocketMixin
 from servers.web import BaseWebSocketHandler
 from servers.wire.stomp import (HEARTBEAT_EOL, Frame, StompError, StompParser, encode_frame,
                                 negotiate_heart_beat, negotiate_version, parse_heart_beat)
@@ -40,7 +41,7 @@ class _ProtocolError(Exception):
         self.message, self.detail, self.close_code = message, detail or message, close_code
 
 
-class StompWebSocketHandler(BaseWebSocketHandler):
+class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     kind = "stomp"
     outbox: Outbox | None = None
 
@@ -63,6 +64,8 @@ class StompWebSocketHandler(BaseWebSocketHandler):
         self.last_received = time.monotonic()
         self.timers: list[tornado.ioloop.PeriodicCallback] = []
         self.sender = asyncio.ensure_future(self._send_loop())
+        if not self.take_connection_slot():  # refused: closed with 1013 (servers.limits)
+            self.outbox.close()
 
     # --- sending ------------------------------------------------------------------------------
     def subscriptions_to(self, destination: str) -> list[str]:
@@ -107,6 +110,8 @@ class StompWebSocketHandler(BaseWebSocketHandler):
     async def on_message(self, message: str | bytes) -> None:
         if self.outbox.closed:
             return
+        if not self.message_allowed():
+            return self._fail("rate limit exceeded", self.rate_limit_reason(), 1008)
         self.last_received = time.monotonic()
         data = message.encode("utf-8") if isinstance(message, str) else message
         try:

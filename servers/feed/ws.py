@@ -28,7 +28,8 @@ from typing import Any
 import tornado.websocket
 
 from servers.feed.outbox import Outbox
-from servers.web import ApiError, BaseWebSocketHandler
+from servers.limits import LimitedWebSocketMixin
+from servers.web import ApiError, BaseWebSocketHandler, loads_json
 
 __all__ = ["FeedWebSocketHandler"]
 
@@ -40,7 +41,7 @@ class _Replay:
         self.after = after
 
 
-class FeedWebSocketHandler(BaseWebSocketHandler):
+class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     kind = "ws"
     outbox: Outbox | None = None
     sender: asyncio.Task | None = None
@@ -52,6 +53,8 @@ class FeedWebSocketHandler(BaseWebSocketHandler):
         await super().get(*args, **kwargs)
 
     def open(self) -> None:
+        if not self.take_connection_slot():  # closed with 1013 (servers.limits)
+            return
         self.set_nodelay(True)
         self.last_sent = 0  # highest seq sent: live events at or below it are not sent twice
         self.outbox = Outbox(self.application.settings["outbox_limit"])
@@ -99,11 +102,16 @@ class FeedWebSocketHandler(BaseWebSocketHandler):
         await self.write_message(json.dumps(message, separators=(",", ":")))
 
     def on_message(self, message: str | bytes) -> None:
+        if self.outbox is None:  # refused at open: closing
+            return
+        if not self.message_allowed():
+            self.close(1008, self.rate_limit_reason())
+            return
         if isinstance(message, bytes):
             self.close(1003, "binary frames are not accepted: send JSON text")
             return
         try:
-            msg = json.loads(message)
+            msg = loads_json(message)  # no NaN, no 1,000-deep nesting
         except ValueError as exc:
             return self.notify(_error("bad_json", f"Your message is not valid JSON: {exc}."))
         if isinstance(msg, dict) and "publish" in msg:

@@ -9,12 +9,14 @@ from __future__ import annotations
 from servers.qrlogin import auth
 from servers.qrlogin.base import TICKET_ID, QRHandler, refusal_error
 from servers.qrlogin.tickets import TransitionRefused, fingerprint
+from servers.limits import rate_limited
 from servers.web import ApiError
 
 
 class CreateTicketHandler(QRHandler):
     """``POST /api/tickets`` → 201 ``{"ticket", "scan_url", "expires_at", ...}`` + binding cookie."""
 
+    @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self) -> None:
         self.require_same_site()
         bind = self.get_cookie(auth.BIND_COOKIE)
@@ -31,6 +33,7 @@ class CreateTicketHandler(QRHandler):
 class PhoneLoginHandler(QRHandler):
     """``POST /api/phone/login`` body ``{"user", "password"}`` → ``{"token"}``; 401 on a wrong password."""
 
+    @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self) -> None:
         body = self.json_body(required=("user", "password"))
         user, password = body["user"], body["password"]
@@ -59,6 +62,7 @@ class PhoneHandler(QRHandler):
 class ScanHandler(PhoneHandler):
     """``POST /api/tickets/{id}/scan``: pending → scanned, remembering which user scanned."""
 
+    @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self, ticket_id: str) -> None:
         user = await self.phone_user()
         try:
@@ -78,6 +82,7 @@ class ScanHandler(PhoneHandler):
 class ConfirmHandler(PhoneHandler):
     """``POST /api/tickets/{id}/confirm``: scanned → confirmed, only by the user who scanned."""
 
+    @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self, ticket_id: str) -> None:
         user = await self.phone_user()
         try:
@@ -94,6 +99,7 @@ class ConfirmHandler(PhoneHandler):
 class RedeemHandler(QRHandler):
     """``POST /api/tickets/{id}/redeem``: the binding browser turns a confirmed ticket into a session."""
 
+    @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self, ticket_id: str) -> None:
         self.require_same_site()
         bind = self.get_cookie(auth.BIND_COOKIE)

@@ -41,7 +41,8 @@ def well_formed(value: str | None) -> bool:
 def password_ok(users: dict[str, str], user: str, password: str) -> bool:
     """Constant-time comparison against the configured demo users."""
     expected = users.get(user)
-    return expected is not None and hmac.compare_digest(expected.encode(), password.encode())
+    # surrogatepass: JSON may carry a lone surrogate ("\ud800"), which strict UTF-8 cannot encode
+    return expected is not None and hmac.compare_digest(expected.encode(), password.encode("utf-8", "surrogatepass"))
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -126,7 +127,10 @@ def origin_allowed(request, public_url: str | None = None, extra: tuple[str, ...
     origin = request.headers.get("Origin")
     if origin is None:
         return True
-    netloc = urlsplit(origin).netloc.lower()
+    try:
+        netloc = urlsplit(origin).netloc.lower()
+    except ValueError:  # e.g. "http://[" (an unclosed IPv6 literal): not our site
+        return False
     if not netloc:  # "null" (sandboxed iframe, file:) is never our site
         return False
     allowed = {request.host.lower()}

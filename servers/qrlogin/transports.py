@@ -20,7 +20,8 @@ from tornado.ioloop import PeriodicCallback
 
 from servers.qrlogin.base import TICKET_ID, QRHandler, QRHandlerMixin
 from servers.qrlogin.tickets import STATES, TERMINAL
-from servers.web import ApiError, BaseHandler, BaseWebSocketHandler
+from servers.limits import LimitedWebSocketMixin, holds_connection
+from servers.web import ApiError, BaseHandler, BaseWebSocketHandler, loads_json
 from servers.wire.sse import encode_comment, encode_event
 
 
@@ -49,6 +50,7 @@ class LongPollHandler(QRHandler):
     sub = None
     waiter: asyncio.Future | None = None
 
+    @holds_connection("longpoll")  # 429 beyond max_connections_per_address (servers.limits)
     async def get(self, ticket_id: str) -> None:
         self.require_same_site()
         known = self.get_argument("state", None)
@@ -94,6 +96,7 @@ class EventsHandler(QRHandler):
     heartbeat: PeriodicCallback | None = None
     expiry = None
 
+    @holds_connection("sse")  # 429 beyond max_connections_per_address (servers.limits)
     async def get(self, ticket_id: str) -> None:
         self.require_same_site()
         last = self.last_event_id()
@@ -163,7 +166,7 @@ class EventsHandler(QRHandler):
             self.expiry.cancel()
 
 
-class TicketSocketHandler(QRHandlerMixin, BaseWebSocketHandler):
+class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHandler):
     """``GET /api/tickets/{id}/ws``: one JSON message per state change; ``{"after": v}`` replays.
 
     ``?after=v`` on the URL resumes a reconnecting socket (like SSE's ``Last-Event-ID``): the
@@ -188,6 +191,8 @@ class TicketSocketHandler(QRHandlerMixin, BaseWebSocketHandler):
 
     async def open(self, ticket_id: str) -> None:
         self.ticket_id = ticket_id
+        if not self.take_connection_slot():  # closed with 1013 (servers.limits)
+            return
         if not self.origin_ok():
             self.close(1008, "cross-site Origin refused")
             return
@@ -208,11 +213,14 @@ class TicketSocketHandler(QRHandlerMixin, BaseWebSocketHandler):
             self.close(1000, event["state"])
 
     async def on_message(self, message) -> None:
+        if not self.message_allowed():
+            self.close(1008, self.rate_limit_reason())
+            return
         if isinstance(message, bytes):
             self.close(1003, "binary messages are not supported; send JSON text")
             return
         try:
-            request = json.loads(message)
+            request = loads_json(message)  # deep nesting would raise RecursionError
         except ValueError:
             self.close(1003, "messages must be JSON, e.g. {\"after\": 2}")
             return
