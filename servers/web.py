@@ -173,7 +173,9 @@ class BaseWebSocketHandler(ServedByMixin, tornado.websocket.WebSocketHandler):
 
     def finish(self, chunk: Any = None):  # type: ignore[override]
         status = self.get_status()
-        if isinstance(chunk, str) and status >= 400:
+        # A string from write_error is already our JSON error body: only Tornado's own plain-text
+        # refusals are wrapped (wrapping ours again hid its code, e.g. unknown_ticket).
+        if isinstance(chunk, str) and status >= 400 and not chunk.startswith('{"error":'):
             self.set_header("Content-Type", "application/json; charset=UTF-8")
             code = self._UPGRADE_ERRORS.get(status, _code_for(status))
             chunk = json.dumps(error_body(code, chunk), separators=(",", ":"))

@@ -77,3 +77,17 @@ def _stop_servers():
 
 def nginx_path() -> str | None:
     return shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or None
+
+
+# Hypothesis sizes (issue 7): HYPOTHESIS_PROFILE=ci (the default: small, CI stays fast) or
+# thorough (>= 10,000 examples per property in tests/test_fuzz_*.py; run by hand). No deadline:
+# two shared cores make per-example timings meaningless; hangs are caught by the tests' own guards.
+try:
+    from hypothesis import HealthCheck, settings as _hypothesis_settings
+
+    _hypothesis_settings.register_profile("ci", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    _hypothesis_settings.register_profile("thorough", max_examples=10_000, deadline=None,
+                                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+    _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+except ImportError:  # pragma: no cover - hypothesis is a test dependency
+    pass

@@ -70,6 +70,10 @@ class QRHandlerMixin:
     def origin_ok(self) -> bool:
         return auth.origin_allowed(self.request, self.qr.public_url, self.qr.allowed_origins)
 
+    def socket_origin_refusal(self) -> str | None:
+        """For WebSockets: a close reason when Origin is foreign, or missing while our cookies are sent."""
+        return auth.socket_origin_refusal(self.request, self.qr.public_url, self.qr.allowed_origins)
+
     def require_same_site(self) -> None:
         """Refuse a cookie-authenticated request sent from another site's page (CSRF, QRLJacking)."""
         if not self.origin_ok():

@@ -173,7 +173,8 @@ class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHa
     first messages are then the changes after version ``v`` instead of the current state.
 
     An unknown ticket is a JSON 404 before the upgrade. A cross-site Origin is accepted at the
-    handshake and then closed with 1008 (policy), as the contract says, before anything is sent.
+    handshake and then closed with 1008 (policy), as the contract says, before anything is sent;
+    so is a handshake that carries the app's cookies but no Origin (browsers always send one).
     Non-JSON or unknown messages close with 1003; messages over 64 KiB with 1009 (Tornado).
     """
 
@@ -193,8 +194,9 @@ class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHa
         self.ticket_id = ticket_id
         if not self.take_connection_slot():  # closed with 1013 (servers.limits)
             return
-        if not self.origin_ok():
-            self.close(1008, "cross-site Origin refused")
+        refusal = self.socket_origin_refusal()  # foreign Origin, or cookies without an Origin
+        if refusal:
+            self.close(1008, refusal)
             return
         self.set_nodelay(True)
         self.sub = self.qr.push.subscribe(ticket_id, self.send_event, after=self.after)
