@@ -206,6 +206,16 @@ class ServerHandle:
             call(self._crash)
         _registry.pop(self.name, None) if _registry.get(self.name) is self else None
 
+    def drop_connections(self) -> int:
+        """Drop every open connection at once but keep listening (a network blip, lesson 09's
+        reconnect storm); returns how many were dropped."""
+        def drop() -> int:
+            count = sum(1 for s in list(self._server.open_streams) if not s.closed())
+            self._drop_streams()
+            return count
+
+        return call(drop) if self.state == "running" else 0
+
     async def _stop(self) -> None:
         self._server.stop()
         await _quietly(self.app.shutdown())

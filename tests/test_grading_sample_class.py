@@ -9,6 +9,7 @@ byte for byte. Kernels run for real; the hanging ones cost the 10 s cell limit e
 from __future__ import annotations
 
 import csv
+import uuid
 from pathlib import Path
 
 import psutil
@@ -22,12 +23,17 @@ KINDS = {"correct", "partly_wrong", "stub", "hanging", "server_never_stopped", "
          "tests_edited", "duplicated_cell", "malformed_json"}
 
 
-def _kernels_of_ours() -> set[int]:
-    """ipykernel processes started for grading (they run in a scratch dir named grading-*)."""
+def _kernels_of_ours(tag: str) -> set[int]:
+    """ipykernel processes started by this test's grading: they inherit its ``SPL_TEST_TAG``.
+
+    (Matching on the scratch folder alone would also find kernels of grading tests that run at
+    the same time in another pytest worker.)
+    """
     found = set()
-    for process in psutil.process_iter(["pid", "cmdline", "cwd"]):
+    for process in psutil.process_iter(["pid", "cmdline"]):
         try:
-            if "ipykernel_launcher" in " ".join(process.info["cmdline"] or []) and "grading-" in (process.info["cwd"] or ""):
+            if ("ipykernel_launcher" in " ".join(process.info["cmdline"] or [])
+                    and process.environ().get("SPL_TEST_TAG") == tag):
                 found.add(process.info["pid"])
         except (psutil.Error, TypeError):
             continue
@@ -37,7 +43,9 @@ def _kernels_of_ours() -> set[int]:
 @pytest.mark.slow
 @pytest.mark.notebook
 @pytest.mark.parametrize("exercise", EXERCISES)
-def test_sample_class_gradebook_equals_the_expected_one(exercise, tmp_path):
+def test_sample_class_gradebook_equals_the_expected_one(exercise, tmp_path, monkeypatch):
+    tag = uuid.uuid4().hex
+    monkeypatch.setenv("SPL_TEST_TAG", tag)  # inherited by the graders' workers and kernels
     submissions = SAMPLE / exercise / "submissions"
     assert {p.stem for p in submissions.glob("*.ipynb")} == KINDS
     reports = grade_class(submissions, jobs=2, cell_timeout=10)
@@ -67,4 +75,4 @@ def test_sample_class_gradebook_equals_the_expected_one(exercise, tmp_path):
         feedback = (tmp_path / "feedback" / f"{student}.md").read_text()
         assert f"# Feedback for {student}" in feedback and "points" in feedback
     assert "**Hint:**" in (tmp_path / "feedback" / "partly_wrong.md").read_text()
-    assert not _kernels_of_ours(), "a grading kernel outlived its submission"
+    assert not _kernels_of_ours(tag), "a grading kernel outlived its submission"

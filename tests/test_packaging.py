@@ -75,8 +75,10 @@ def _machine_paths() -> list[str]:
 
     (System paths such as /usr/sbin/nginx are the same on every Debian and are not flagged.)
     """
-    checkout = ROOT.parent if ROOT.parent != Path(ROOT.anchor) else ROOT
-    return sorted({str(checkout).rstrip("/") + "/", str(Path.home()).rstrip("/") + "/"} - {"/"})
+    needles = {str(ROOT).rstrip("/") + "/", str(Path.home()).rstrip("/") + "/"}
+    if str(ROOT.parent) not in {ROOT.anchor, "/tmp", "/var/tmp", "/home"}:  # e.g. a work folder beside others
+        needles.add(str(ROOT.parent).rstrip("/") + "/")
+    return sorted(needles - {"/"})
 
 
 def test_no_absolute_paths_of_this_machine():

@@ -3,6 +3,7 @@ inside a real Jupyter kernel, where the pitfalls of BRIEF §6 actually bite)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
 import threading
 
@@ -111,7 +112,10 @@ def test_async_client_from_another_loop_gets_an_answer():
     async def fetch():
         return await tornado.httpclient.AsyncHTTPClient().fetch(handle.url + "/count")
 
-    response = asyncio.run(fetch())  # a loop of its own, as a kernel has
+    # A loop of its own, as a kernel has. In a thread of its own too: Playwright's sync API (the
+    # session's browser fixture) may already run a loop in this thread, and asyncio.run refuses that.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        response = pool.submit(asyncio.run, fetch()).result(timeout=30)
     assert response.code == 200 and b'"hits":1' in response.body
 
 

@@ -808,7 +808,7 @@ def duplex_table(url: str, techniques: Sequence[str] = TECHNIQUES, wait: float =
 # Behind a balancer: the QR-login bug of lesson 07, per transport.
 
 def behind_balancer(transports: Sequence[str] = ("poll", "longpoll", "sse", "ws"), logins: int = 12,
-                    n_servers: int = 2, seed: int = 6, wait_s: float = 0.5) -> pd.DataFrame:
+                    n_servers: int = 2, seed: int = 6, wait_s: float = 1.0) -> pd.DataFrame:
     """QR logins through ``n_servers`` app servers behind a round-robin balancer, no fix.
 
     One row per transport: logins, how many completed, the success rate and the theory 1/N for

@@ -14,7 +14,7 @@ measures the same things for every one, so the closing table compares like with 
 - :func:`moved_share` / :func:`in_flight_when_adding`: ``ticket_hash`` when a server is added.
 - :func:`reconnect_gap`: a change made while the browser reconnects (``pubsub`` loses the live
   event, ``streams`` replays it).
-- :func:`PubSubExerciseBase` and :func:`start_pair`: the scaffolding of the exercises.
+- :class:`PubSubExerciseBase`, :func:`start_pair`, :func:`login_across`: the scaffolding of the exercises.
 
 Every cluster here gets a Redis of its own (``start_cluster`` starts one), so Redis's command
 count belongs to that fix alone.
@@ -22,7 +22,6 @@ count belongs to that fix alone.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections import Counter
 from typing import Any, Iterable, Sequence
@@ -150,10 +149,13 @@ def success_matrix(fixes: Iterable[str] = FIXES, balancers: Sequence[str] = ("py
                         for i, transport in enumerate(transports))))
 
                 runs = runtime.run(all_transports(), timeout=logins * (wait_s + 2) + 60)
-                for rows in runs:
-                    frames.append(pd.DataFrame(rows).assign(fix=fix, balancer=kind, n_servers=n))
+                frame = pd.DataFrame([row for rows in runs for row in rows])
+                # A long poll's channel_on is the server that answered last; the one holding the poll
+                # when the confirm came is in the routing log (lesson 07's helper reads it).
+                frame = qr_bug._fill_held_channels(frame, cluster)
+                frames.append(frame.assign(fix=fix, balancer=kind, n_servers=n))
             if progress:
-                done = pd.concat(frames[-len(transports):])
+                done = frames[-1]
                 print(f"{fix:>11} behind {kind:<6}: {done['ok'].mean():.0%} of {len(done)} logins", flush=True)
     frame = pd.concat(frames, ignore_index=True)
     frame["ok"] = frame["ok"].astype(bool)
@@ -236,7 +238,8 @@ def latency_table(logins: pd.DataFrame) -> pd.DataFrame:
 # Scale: the same costs for N = 2 .. 6.
 
 def scaling(fixes: Iterable[str] = FIXES, ns: Sequence[int] = (2, 4), transport: str = "sse",
-            logins: int = 12, *, balancer: str = "python", seed: int = 8, wait_s: float = 3.0) -> pd.DataFrame:
+            logins: int = 12, *, balancer: str = "python", seed: int = 8, wait_s: float = 3.0,
+            arrivals_per_s: float = 100.0) -> pd.DataFrame:
     """Per fix and N: random users (so the confirm crosses about (N-1)/N of the time), with the
     success rate, latency p50 and the per-login costs. One row per fix and N."""
     rows = []
@@ -245,7 +248,8 @@ def scaling(fixes: Iterable[str] = FIXES, ns: Sequence[int] = (2, 4), transport:
             with start_fix_cluster(fix, n, balancer) as cluster:
                 before = cluster_counters(cluster)
                 frame = pd.DataFrame(runtime.run(
-                    qr_bug.traffic_async(cluster.url, transport, logins, seed=seed + n, wait_s=wait_s),
+                    qr_bug.traffic_async(cluster.url, transport, logins, seed=seed + n, wait_s=wait_s,
+                                         arrivals_per_s=arrivals_per_s),
                     timeout=logins * (wait_s + 2) + 60))
                 after = cluster_counters(cluster)
             rows.append({"fix": fix, "n_servers": n, "logins": len(frame),
@@ -339,7 +343,7 @@ def moved_table(ns: Iterable[int] = (2, 3, 4, 5, 6), keys: int = 10000) -> pd.Da
     return pd.DataFrame(rows)
 
 
-def in_flight_when_adding(n: int = 2, logins: int = 12, *, balancer: str = "python", wait_s: float = 1.0,
+def in_flight_when_adding(n: int = 2, logins: int = 12, *, balancer: str = "python", wait_s: float = 1.5,
                           name: str = "lesson08-flight") -> pd.DataFrame:
     """Logins in flight while a server joins a ``ticket_hash`` cluster.
 
@@ -370,21 +374,21 @@ def in_flight_when_adding(n: int = 2, logins: int = 12, *, balancer: str = "pyth
         cluster.servers[joiner] = start_qrlogin(joiner, fix="ticket_hash", redis_url=cluster.redis_url)
         cluster.balancer.add_backend(cluster.servers[joiner], joiner)
 
-        async def confirm_all() -> list[dict[str, Any]]:
-            rows = []
-            for ticket, channel, phone in flows:
-                confirm_on = (await phone.confirm(ticket))["served_by"]
-                try:
-                    seen = await channel.wait_for("confirmed", wait_s)
-                    ok = seen["state"] == "confirmed"
-                except asyncio.TimeoutError:
-                    ok = False
-                await channel.close()
-                rows.append({"ticket": ticket, "channel_on": channel.served_by, "confirm_on": confirm_on,
-                             "moved": confirm_on != channel.served_by, "ok": ok})
-            return rows
+        async def confirm(ticket: str, channel: Any, phone: AsyncPhone) -> dict[str, Any]:
+            confirm_on = (await phone.confirm(ticket))["served_by"]
+            try:
+                seen = await channel.wait_for("confirmed", wait_s)
+                ok = seen["state"] == "confirmed"
+            except asyncio.TimeoutError:
+                ok = False
+            await channel.close()
+            return {"ticket": ticket, "channel_on": channel.served_by, "confirm_on": confirm_on,
+                    "moved": confirm_on != channel.served_by, "ok": ok}
 
-        rows = runtime.run(confirm_all(), timeout=logins * (wait_s + 5) + 30)
+        async def confirm_all() -> list[dict[str, Any]]:
+            return list(await asyncio.gather(*(confirm(*flow) for flow in flows)))
+
+        rows = runtime.run(confirm_all(), timeout=wait_s + 60)
     finally:
         cluster.stop()
     return pd.DataFrame(rows)

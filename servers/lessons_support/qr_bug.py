@@ -18,6 +18,7 @@ think time before the scan and before the confirm) with a seeded random generato
 - :func:`success_vs_servers`: the main measurement, one cluster per N, several runs.
 - :func:`success_table` / :func:`plot_success_vs_servers`: rate per group with its standard
   error, against the theory 1/N.
+- :func:`meeting_table`: checks that a push login succeeds exactly when its confirm met its channel.
 - :func:`login_trace`: the routing log of one login, each row labelled browser or phone.
 - :func:`clients_and_servers`: which servers each client was sent to (stickiness pins clients).
 - :func:`start_cluster_with_route` / :func:`use_route`: plug a plain function
@@ -29,7 +30,7 @@ import asyncio
 import math
 import random
 import time
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -37,10 +38,10 @@ from servers import runtime
 from servers.balancer.policies import RouteRequest, Router
 from servers.clients.qr import (BROWSER_ADDRESS, PHONE_ADDRESS, TRANSPORTS, AsyncBrowser, AsyncPhone, QRError)
 
-__all__ = ["TRANSPORTS", "CHANNEL_ROUTES", "user_login_async", "traffic_async", "traffic", "isolated_logins",
-           "success_vs_servers", "user_addresses", "success_table", "plot_success_vs_servers", "login_trace",
-           "clients_and_servers", "browser_and_phone", "pinning", "who", "FunctionRouter", "use_route", "start_cluster_with_route",
-           "theory", "open_login_page"]
+__all__ = ["TRANSPORTS", "CHANNEL_ROUTES", "theory", "user_addresses", "who", "user_login_async", "traffic_async",
+           "traffic", "isolated_logins", "open_login_page", "success_vs_servers", "success_table",
+           "plot_success_vs_servers", "meeting_table", "login_trace", "browser_and_phone", "pinning",
+           "clients_and_servers", "FunctionRouter", "use_route", "start_cluster_with_route"]
 
 # The routes a browser's push channel uses, per transport (as the routing log names them).
 CHANNEL_ROUTES = {"poll": "/api/tickets/{id}", "longpoll": "/api/tickets/{id}/longpoll",
@@ -84,7 +85,7 @@ def who(client: str) -> str:
 # ------------------------------------------------------------------------------------------------
 # One user's login, and many users.
 
-async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 0.5,
+async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 1.0,
                            scan_think_s: float = 0.0, confirm_think_s: float = 0.0,
                            poll_interval: float = 0.2, longpoll_timeout: float = 30.0,
                            browser_address: str = BROWSER_ADDRESS, phone_address: str = PHONE_ADDRESS,
@@ -153,9 +154,9 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
 
 
 async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins: int = 30, *,
-                        arrivals_per_s: float = 40.0,
-                        think_s: float = 0.2, wait_s: float = 0.5, seed: int | None = None,
-                        **options: Any) -> list[dict[str, Any]]:
+                        arrivals_per_s: float = 20.0,
+                        think_s: float = 0.2, wait_s: float | Mapping[str, float] = 1.0,
+                        seed: int | None = None, **options: Any) -> list[dict[str, Any]]:
     """``logins`` users arriving at random (exponential gaps, ``arrivals_per_s`` on average), each
     waiting a random ``0..think_s`` seconds before the scan and again before the confirm.
 
@@ -167,19 +168,16 @@ async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins
     The randomness is what real traffic gives a round-robin balancer: a random number of other
     users' requests between this user's channel and its confirm. Each user has its own browser
     and phone addresses (:func:`user_addresses`) unless ``browser_address``/``phone_address`` are
-    given, so ``ip_hash`` sees many clients, as it would in real life.
+    given, so ``ip_hash`` sees many clients, as it would in real life. ``wait_s`` may be a mapping
+    from transport to seconds (a polling page hears of the confirm only on its next poll).
     """
     transports = [transport] if isinstance(transport, str) else list(transport)
     unknown = [t for t in transports if t not in TRANSPORTS]
     if unknown or not transports:
         raise ValueError(f"transports must be among {TRANSPORTS}, got {transports}")
-    rng = random.Random(seed)
-    plan = []
-    at = 0.0
-    for i in range(logins):
-        plan.append((transports[i % len(transports)], user_addresses(rng), at, rng.uniform(0, think_s),
-                     rng.uniform(0, think_s)))
-        at += rng.expovariate(arrivals_per_s)
+    for name in transports:
+        _patience(wait_s, name)  # a mapping without this transport: fail now, not in the middle of a run
+    plan = _plan(transports, logins, arrivals_per_s, think_s, seed)
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -187,10 +185,33 @@ async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins
                   confirm_think: float) -> dict[str, Any]:
         addresses = {"browser_address": addresses[0], "phone_address": addresses[1], **options}
         await asyncio.sleep(max(0.0, start + arrive - loop.time()))
-        return await user_login_async(url, transport, wait_s=wait_s, scan_think_s=scan_think,
+        return await user_login_async(url, transport, wait_s=_patience(wait_s, transport), scan_think_s=scan_think,
                                       confirm_think_s=confirm_think, **addresses)
 
     return list(await asyncio.gather(*(one(*p) for p in plan)))
+
+
+def _plan(transports: Sequence[str], logins: int, arrivals_per_s: float, think_s: float,
+          seed: int | None) -> list[tuple[str, tuple[str, str], float, float, float]]:
+    """Who arrives when: per user ``(transport, addresses, arrival_s, scan_think_s, confirm_think_s)``."""
+    rng = random.Random(seed)
+    plan = []
+    at = 0.0
+    for i in range(logins):
+        plan.append((transports[i % len(transports)], user_addresses(rng), at, rng.uniform(0, think_s),
+                     rng.uniform(0, think_s)))
+        at += rng.expovariate(arrivals_per_s)
+    return plan
+
+
+def _patience(wait_s: float | Mapping[str, float], transport: str) -> float:
+    """How long a browser using ``transport`` waits for ``confirmed`` (seconds)."""
+    if isinstance(wait_s, Mapping):
+        if transport not in wait_s:
+            raise KeyError(f"wait_s has no entry for {transport!r}: give one per transport, "
+                           f"e.g. {{'{transport}': 1.0}}")
+        return float(wait_s[transport])
+    return float(wait_s)
 
 
 def _held_channels(log: pd.DataFrame, transport: str) -> dict[str, str]:
@@ -247,7 +268,8 @@ def traffic(cluster: Any, transport: str | Sequence[str] = "sse", logins: int = 
     """:func:`traffic_async` against ``cluster`` (blocking, for a cell): one row per login, labelled
     with the cluster's ``n_servers``, ``policy`` and ``balancer``."""
     url = getattr(cluster, "url", cluster)
-    wait_s = options.get("wait_s", 0.5)
+    patience = options.get("wait_s", 1.0)
+    wait_s = max(patience.values()) if isinstance(patience, Mapping) else float(patience)
     rows = runtime.run(traffic_async(url, transport, logins, **options), timeout=logins * (wait_s + 2) + 60)
     frame = _frame(rows, cluster if hasattr(cluster, "servers") else None)
     return _fill_held_channels(frame, cluster) if hasattr(cluster, "balancer") else frame
@@ -260,7 +282,7 @@ def isolated_logins(cluster: Any, transport: str = "sse", logins: int = 4, **opt
     async def in_a_row() -> list[dict[str, Any]]:
         return [await user_login_async(url, transport, **options) for _ in range(logins)]
 
-    rows = runtime.run(in_a_row(), timeout=logins * (options.get("wait_s", 0.5) + 10) + 30)
+    rows = runtime.run(in_a_row(), timeout=logins * (options.get("wait_s", 1.0) + 10) + 30)
     frame = _frame(rows, cluster if hasattr(cluster, "servers") else None)
     return _fill_held_channels(frame, cluster) if hasattr(cluster, "balancer") else frame
 
@@ -271,24 +293,60 @@ def isolated_logins(cluster: Any, transport: str = "sse", logins: int = 4, **opt
 def success_vs_servers(ns: Iterable[int] = (1, 2, 3, 4, 5, 6), transports: Sequence[str] = ("sse",),
                        logins: int = 40, runs: int = 1, policy: str = "round_robin", balancer: str = "python",
                        redis_url: str | None = None, seed: int = 7, progress: bool = False,
-                       name: str = "lesson07", **options: Any) -> pd.DataFrame:
+                       name: str = "lesson07", overlap: bool = True, **options: Any) -> pd.DataFrame:
     """For each N in ``ns``: a fresh cluster of N servers, then ``runs`` runs of ``logins``
-    random users per transport (the transports mixed in one run, see :func:`traffic_async`). One row per login with ``n_servers`` and ``run`` columns.
+    random users per transport (the transports mixed in one run, see :func:`traffic_async`).
+    One row per login, with ``n_servers`` and ``run`` columns.
 
-    The clusters are started under ``name`` (one at a time; a cluster already running under that
-    name is stopped first, see ``servers.cluster``)."""
-    from servers.cluster import start_cluster
+    Most of a run's time is its end: the last users waiting ``wait_s`` for a confirm that never
+    comes. With ``overlap`` (the default) the next run starts as soon as every user of the
+    previous one has confirmed, so those waits overlap with the next run's work; the clusters
+    then live side by side, so their servers are named per N (``A3``, ``B3``, ``C3`` for N = 3).
+    Without it, one cluster at a time runs under ``name`` (servers ``A``, ``B``, ...).
+    """
+    from concurrent.futures import wait as wait_for_futures
 
-    frames = []
-    for n in ns:
-        with start_cluster(n, policy, balancer=balancer, redis_url=redis_url, name=name) as cluster:
+    from servers.cluster import server_names, start_cluster
+
+    transports = list(transports)
+    options.setdefault("arrivals_per_s", 20.0)
+    options.setdefault("think_s", 0.2)
+    patience = options.get("wait_s", 1.0)
+    longest_wait = max(patience.values()) if isinstance(patience, Mapping) else float(patience)
+    frames: list[pd.DataFrame] = []
+    started: list[tuple[int, int, Any, Any]] = []
+
+    def collect(n: int, run: int, cluster: Any, future: Any) -> None:
+        rows = future.result(timeout=logins * len(transports) * (longest_wait + 2) + 60)
+        frame = _fill_held_channels(_frame(rows, cluster), cluster)
+        frame["run"] = run
+        frames.append(frame)
+        cluster.stop()
+        if progress:
+            print(f"N={n} run {run}: {frame['ok'].mean():.0%} of {len(frame)} logins", flush=True)
+
+    try:
+        for n in ns:
             for run in range(runs):
-                frame = traffic(cluster, list(transports), logins * len(transports),
-                                seed=seed * 1000 + n * 10 + run, **options)
-                frame["run"] = run
-                frames.append(frame)
-                if progress:
-                    print(f"N={n} run {run}: {frame['ok'].mean():.0%} of {len(frame)} logins", flush=True)
+                run_seed = seed * 1000 + n * 10 + run
+                count = logins * len(transports)
+                cluster = start_cluster(n, policy, balancer=balancer, redis_url=redis_url,
+                                        name=f"{name}-N{n}-run{run}" if overlap else name,
+                                        names=[f"{s}{n}" for s in server_names(n)] if overlap else None)
+                future = asyncio.run_coroutine_threadsafe(
+                    traffic_async(cluster.url, transports, count, seed=run_seed, **options), runtime.server_loop())
+                started.append((n, run, cluster, future))
+                if overlap:  # go on once this run's users have all confirmed (or the run ended)
+                    plan = _plan(transports, count, options["arrivals_per_s"], options["think_s"], run_seed)
+                    wait_for_futures([future], timeout=plan[-1][2] + 2 * options["think_s"] + 0.3)
+                else:
+                    collect(*started.pop())
+        while started:
+            collect(*started.pop(0))
+    finally:
+        for _, _, cluster, future in started:
+            future.cancel()
+            cluster.stop()
     return pd.concat(frames, ignore_index=True)
 
 
@@ -344,6 +402,32 @@ def open_login_page(cluster: Any, transport: str = "sse", source_address: str = 
         session.mount("http://", SourceAddressAdapter(source_address))
         page = session.get(f"{getattr(cluster, 'url', cluster)}/login", params={"transport": transport}, timeout=10)
     return {"status": page.status_code, "served_by": page.headers.get("X-Served-By"), "bytes": len(page.content)}
+
+
+def meeting_table(frame: pd.DataFrame, transports: Sequence[str] = ("sse", "ws"),
+                  max_late_share: float = 0.05) -> pd.DataFrame:
+    """Check the lesson's central claim on measured logins and return the counts behind it.
+
+    For the streaming transports (SSE, WebSocket) a login completes exactly when the phone's
+    confirm reached the server holding the browser's channel. One direction is strict: no login
+    may complete without that meeting (``ok_without_meeting`` must be 0). The other may fail on an
+    overloaded machine (a push delayed past the deadline, a request timing out), so up to
+    ``max_late_share`` of the met logins may still have failed (``met_but_failed``). Raises
+    AssertionError, with the rows at fault, when either is broken.
+    """
+    rows = frame[frame["transport"].isin(list(transports))]
+    met = rows["channel_on"] == rows["confirm_on"]
+    impossible = rows[rows["ok"] & ~met]
+    assert impossible.empty, ("logins completed although the confirm went to another server than the channel's:\n"
+                              f"{impossible[['transport', 'ticket', 'channel_on', 'confirm_on']]}")
+    late = rows[~rows["ok"] & met]
+    assert len(late) <= max_late_share * max(1, int(met.sum())), (
+        f"{len(late)} of {int(met.sum())} logins whose confirm met the channel still failed (a very busy machine?):\n"
+        f"{late[['transport', 'channel_on', 'confirm_on', 'error']]}")
+    table = rows.assign(met=met, met_but_failed=~rows["ok"] & met).groupby("transport").agg(
+        logins=("ok", "size"), met=("met", "sum"), ok=("ok", "sum"), met_but_failed=("met_but_failed", "sum"))
+    table["ok_without_meeting"] = 0
+    return table.reset_index()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -7,9 +7,9 @@ poll still answers when it times out, with the state read from Redis then).
 
 Every channel (long poll aside) sends the current state first, then each change once, in
 version order (``Subscription`` drops anything not newer). SSE uses ``id: <version>`` and
-resumes after ``Last-Event-ID``; the WebSocket accepts ``{"after": v}`` to do the same. A
-channel ends after a terminal state (``redeemed``, ``expired``); an SSE reconnect after the end
-gets 204, which tells the browser to stop reconnecting.
+resumes after ``Last-Event-ID``; the WebSocket does the same with ``?after=v`` on connect (and
+replays on ``{"after": v}``). A channel ends after a terminal state (``redeemed``, ``expired``);
+an SSE reconnect after the end gets 204, which tells the browser to stop reconnecting.
 """
 from __future__ import annotations
 

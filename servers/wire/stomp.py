@@ -141,7 +141,7 @@ class StompParser:
                 head_limit = (self.max_headers + 1) * (self.max_header_length + 2)
                 if len(buf) > head_limit:
                     raise StompError(f"frame headers exceed {head_limit} bytes without ending", too_large=True)
-                self._check_lines(bytes(buf).split(b"\n"))  # fail early on a too-long line, ended or not
+                self._check_lines(_partial_lines(bytes(buf)))  # fail early on a too-long line, ended or not
                 return None
             head = bytes(buf[:end])
             del buf[:end + sep_len]
@@ -203,6 +203,15 @@ class StompParser:
             if length > self.max_body:
                 raise StompError(f"the body ({length} bytes) exceeds the limit of {self.max_body} bytes", too_large=True)
         return command, headers, length
+
+
+def _partial_lines(head: bytes) -> list[bytes]:
+    """The lines of a head still arriving, counted as the whole head will be: a CR before LF is
+    not part of a line, and the empty remainder after the last LF is not a line (yet)."""
+    lines = [line[:-1] if line.endswith(b"\r") else line for line in head.split(b"\n")]
+    if lines and not lines[-1]:
+        lines.pop()
+    return lines
 
 
 def _blank_line(buf: bytearray) -> tuple[int, int]:
