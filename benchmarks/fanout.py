@@ -16,8 +16,10 @@ Three servers, each in a process of its own, each with K subscribers of one kind
   pick instead (WebSocket only; it does not serve SSE).
 
 The subscribers are raw asyncio connections in several worker processes (``--worker``), each
-from its own loopback source address (127.0.0.2, 127.0.0.3, ...), so 10,000+ connections never
-run out of ephemeral ports. Each worker notes when each of its connections first saw the event's
+from its own loopback source addresses (127.0.0.2, 127.0.0.3, ...; at most 2,000 connections per
+address), so 20,000 connections never run out of ephemeral ports and stay under the feed's
+per-address connection limit (:mod:`servers.limits`). A refused subscriber (429, or a WebSocket
+not answered with 101) stops the run with the server's answer. Each worker notes when each of its connections first saw the event's
 token; the time to the last subscriber is ``max(arrival) - (moment before the publish request)``.
 ``--repeats`` events are sent one after another (each waits until every subscriber has the last
 one); the summary takes their median.
@@ -53,6 +55,9 @@ if str(ROOT) not in sys.path:
 RESULTS = ROOT / "benchmarks" / "results"
 TOKEN = b"FANOUT-TOKEN-"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key; the server's answer is not checked
+# Connections per loopback source address: below the feed's default per-address connection limit
+# (servers.limits, 4,096), which is there to stop one client from holding thousands.
+PER_ADDRESS = 2000
 
 
 def raise_open_file_limit() -> int:
@@ -203,6 +208,12 @@ class Subscriber(asyncio.Protocol):
         text = self.tail + data
         if not self.open and b"\r\n\r\n" in text:
             self.open = True
+            status = text.split(b"\r\n", 1)[0]
+            if status.split(b" ")[1:2] != [b"101" if self.worker.kind == "ws" else b"200"]:
+                # refused (e.g. 429: too many connections from this address): say so, do not count it
+                self.connected.done() or self.connected.set_exception(
+                    RuntimeError(f"{self.worker.kind} subscriber refused: {text[:300].decode(errors='replace')}"))
+                return
             self.connected.done() or self.connected.set_result(None)
         start = 0
         while (i := text.find(TOKEN, start)) >= 0:
@@ -222,12 +233,13 @@ class Subscriber(asyncio.Protocol):
 
 
 class Worker:
-    def __init__(self, url: str, kind: str, path: str, count: int, source: str, parallel: int) -> None:
+    def __init__(self, url: str, kind: str, path: str, count: int, sources: str, parallel: int) -> None:
         from urllib.parse import urlsplit
 
         parts = urlsplit(url)
         self.host, self.port = parts.hostname, parts.port
-        self.kind, self.path, self.count, self.source, self.parallel = kind, path, count, source, parallel
+        self.kind, self.path, self.count, self.parallel = kind, path, count, parallel
+        self.sources = sources.split(",")  # connection i comes from sources[i % len(sources)]
         self.subscribers: list[Subscriber] = []
         self.counts: dict[int, int] = {}
         self.events: dict[int, asyncio.Event] = {}
@@ -250,20 +262,21 @@ class Worker:
         gate = asyncio.Semaphore(self.parallel)
         request = self.request()
 
-        async def one() -> None:
+        async def one(i: int) -> None:
+            source = self.sources[i % len(self.sources)]
             async with gate:
                 for attempt in range(5):
                     try:
                         _, proto = await loop.create_connection(lambda: Subscriber(request, self), self.host, self.port,
-                                                                local_addr=(self.source, 0))
+                                                                local_addr=(source, 0))
                         await asyncio.wait_for(proto.connected, 30)
                         self.subscribers.append(proto)
                         return
                     except (OSError, asyncio.TimeoutError):
                         await asyncio.sleep(0.1 * (attempt + 1))
-                raise ConnectionError(f"could not connect to {self.host}:{self.port} from {self.source}")
+                raise ConnectionError(f"could not connect to {self.host}:{self.port} from {source}")
 
-        await asyncio.gather(*(one() for _ in range(self.count)))
+        await asyncio.gather(*(one(i) for i in range(self.count)))
 
     async def report(self, number: int, timeout: float) -> dict[str, Any]:
         event = self.events.setdefault(number, asyncio.Event())
@@ -281,7 +294,7 @@ class Worker:
 
 async def run_worker(args: argparse.Namespace) -> None:
     raise_open_file_limit()
-    worker = Worker(args.url, args.kind, args.path, args.count, args.source, args.parallel)
+    worker = Worker(args.url, args.kind, args.path, args.count, args.sources, args.parallel)
     await worker.connect_all()
     announce({"ready": len(worker.subscribers)})
     loop = asyncio.get_running_loop()
@@ -354,11 +367,13 @@ def scenario(server: str, kinds: list[str], per_kind: int, workers: int, repeats
         for kind in kinds:
             for w in range(workers):
                 count = per_kind // workers + (1 if w < per_kind % workers else 0)
+                n_sources = -(-count // PER_ADDRESS)
+                sources = ",".join(f"127.0.0.{source + i}" for i in range(n_sources))
+                source += n_sources
                 children.append(Child(["-m", "benchmarks.fanout", "--worker", "--url", url, "--kind", kind,
                                        "--path", spec["paths"][kind], "--count", str(count),
-                                       "--source", f"127.0.0.{source}", "--parallel", str(parallel),
+                                       "--sources", sources, "--parallel", str(parallel),
                                        "--timeout", str(timeout)]))
-                source += 1
         connected = sum(c.info["ready"] for c in children)
         rss = ps.memory_info().rss
         rows = []
@@ -420,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kind", choices=["sse", "ws"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     parser.add_argument("--count", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--source", default="127.0.0.1", help=argparse.SUPPRESS)
+    parser.add_argument("--sources", default="127.0.0.1", help=argparse.SUPPRESS)
     parser.add_argument("--parallel", type=int, default=24, help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

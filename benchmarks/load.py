@@ -18,7 +18,8 @@ Each login is driven by :func:`servers.faults.run_logins` (free-running), so "lo
 same as in lesson 09: a state change (scanned, confirmed) that never reached the browser.
 ``failed_redeem`` counts logins whose redeem was in flight on the killed server: the server
 redeemed the ticket and died before answering, so the browser's retry is refused (409, single
-use) - a failure of the non-idempotent redeem, not of push. Latencies are the client's clock: ``confirm_ms`` from the phone's confirm to the browser seeing
+use) - a failure of the non-idempotent redeem, not of push. Latencies are the client's clock:
+``confirm_ms`` from the phone's confirm to the browser seeing
 it, ``login_ms`` the whole login from ticket creation to the redeemed session. Timing figures
 depend on the machine; the counts do not.
 
@@ -46,8 +47,8 @@ from servers.cluster import start_cluster  # noqa: E402
 from servers.redisproc import start_redis  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-COLUMNS = ["fix", "scenario", "redis_pool", "balancer", "servers", "transport", "logins", "completed", "failed", "failed_redeem", "lost_logins",
-           "states_lost", "duplicated", "late", "dropped", "crashed", "channels_on_crashed", "confirm_p50_ms",
+COLUMNS = ["fix", "scenario", "redis_pool", "balancer", "servers", "transport", "logins", "completed", "failed",
+           "failed_redeem", "failed_steps", "lost_logins", "states_lost", "duplicated", "late", "dropped", "crashed", "channels_on_crashed", "confirm_p50_ms",
            "confirm_p99_ms", "login_p50_ms", "login_p99_ms", "wall_s"]
 
 
@@ -67,10 +68,12 @@ def one_run(fix: str, scenario: str, logins: int, balancer: str, transport: str,
         wall = time.monotonic() - started
     records = run.records
     done = records[records["completed"]]
-    row = {"fix": fix, "scenario": scenario, "redis_pool": pool or "default (100)", "balancer": balancer, "servers": 2, "transport": transport,
-           "logins": len(records), "completed": int(records["completed"].sum()),
+    row = {"fix": fix, "scenario": scenario, "redis_pool": pool or "default (100)", "balancer": balancer, "servers": 2,
+           "transport": transport, "logins": len(records), "completed": int(records["completed"].sum()),
            "failed": int((~records["completed"]).sum()),
-           "failed_redeem": int((records["failed_step"] == "redeem").sum()), "lost_logins": int((records["lost"] > 0).sum()),
+           "failed_redeem": int((records["failed_step"] == "redeem").sum()),
+           "failed_steps": " ".join(f"{k}:{v}" for k, v in records["failed_step"].value_counts().items()),
+           "lost_logins": int((records["lost"] > 0).sum()),
            "states_lost": int(records["lost"].sum()), "duplicated": int(records["duplicated"].sum()),
            "late": int(records["late"].sum()), "dropped": int(records["dropped"].sum()),
            "crashed": run.info.get("target", ""), "channels_on_crashed": run.info.get("channels_on_target", 0),
@@ -79,8 +82,10 @@ def one_run(fix: str, scenario: str, logins: int, balancer: str, transport: str,
            "login_p50_ms": 1000 * done["login_s"].quantile(0.5), "login_p99_ms": 1000 * done["login_s"].quantile(0.99),
            "wall_s": wall}
     errors = records["error"].dropna()
-    if len(errors):
-        print(f"  {fix}/{scenario}: {len(errors)} failed, e.g. {errors.iloc[0]}", file=sys.stderr)
+    if len(errors):  # the commonest reasons, each with one example
+        kinds = errors.str.replace(r"'[^']*'|\b[\w-]{22}\b", "…", regex=True).str.slice(0, 110).value_counts()
+        print(f"  {fix}/{scenario}: {len(errors)} failed:\n" + "\n".join(f"    {n} × {k}" for k, n in kinds.head(5).items()),
+              file=sys.stderr)
     return row
 
 

@@ -165,8 +165,10 @@ class BrowserSession:
     """
 
     def __init__(self, browser: AsyncBrowser, ticket: str, backoff: Backoff = Backoff(), *, resume: bool = True,
-                 rng: random.Random | None = None, gate: asyncio.Event | None = None) -> None:
+                 rng: random.Random | None = None, gate: asyncio.Event | None = None,
+                 open_timeout: float = 10.0) -> None:
         self.browser = browser
+        self.open_timeout = open_timeout
         self.ticket = ticket
         self.transport = browser.transport
         self.backoff = backoff
@@ -235,7 +237,7 @@ class BrowserSession:
         self._record(channel)
         if self.transport == "poll" and self.resume:
             channel.version = self.version  # the page remembers what it showed
-        await asyncio.wait_for(channel.open(), 10)
+        await asyncio.wait_for(channel.open(), self.open_timeout)
         self.channel = channel
         self.connects.append((time.time(), channel.served_by))
 
@@ -321,10 +323,17 @@ async def _retrying(step: Callable[[], Any], give_up_s: float, counter: list[int
 
 
 async def _phone_step(phone: AsyncPhone, step: str, ticket: str, give_up_s: float, counter: list[int]) -> Any:
-    """A phone step, retried on a dead server; a phone whose token Redis forgot logs in again."""
+    """A phone step, retried on a dead or slow server, as a phone app would.
+
+    A retry answered 409 means the first attempt did go through (its answer was lost): done. A
+    phone whose token Redis forgot (401) logs in again.
+    """
+    before = counter[0]
     try:
         return await _retrying(lambda: getattr(phone, step)(ticket), give_up_s, counter)
     except QRError as exc:
+        if exc.status == 409 and counter[0] > before:
+            return {"served_by": exc.served_by, "retried": True}
         if exc.status != 401:
             raise
         counter[0] += 1
@@ -403,7 +412,8 @@ async def _one_login(index: int, url: str, transport: str, phone: AsyncPhone, ph
         # Push channels come back after a reconnect delay (the gate: once the phone is done);
         # polling transports simply ask again, at once.
         gate = sync.reconnect_gate if sync is not None and transport in ("sse", "ws") else None
-        session = BrowserSession(browser, ticket, backoff, resume=resume, rng=rng, gate=gate)
+        session = BrowserSession(browser, ticket, backoff, resume=resume, rng=rng, gate=gate,
+                                 open_timeout=max(10.0, give_up_s))
         sessions.append(session)
         await session.start()
         rec["channel_server"] = session.served_by

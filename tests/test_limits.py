@@ -274,3 +274,10 @@ def test_defaults_never_refuse_well_behaved_clients(redis_url):
         results = login_many(qr.url, "ws", n=30, concurrency=30, timeout=10)
         assert all(r["ok"] for r in results), [r["error"] for r in results if not r["ok"]]
         assert dict(qr.call(lambda app: app.limits.refused)) == {}
+
+
+def test_a_bad_trusted_proxies_setting_fails_when_the_app_is_made():
+    from servers.feed.app import make_feed_app
+
+    with pytest.raises(ValueError, match="not-an-address"):
+        make_feed_app(name="lim-bad", trusted_proxies=("not-an-address",))

@@ -30,6 +30,7 @@ from servers.feed.sse import SSEHandler
 from servers.feed.stomp import GreetingController, StompBroker
 from servers.feed.stomp_session import StompWebSocketHandler
 from servers.feed.ws import FeedWebSocketHandler
+from servers.limits import Limits
 from servers.runtime import ServerApp, ServerHandle, serve
 
 __all__ = ["FeedApp", "make_feed_app", "start_feed", "urls", "DEFAULT_SETTINGS", "ROUTES"]
@@ -74,6 +75,7 @@ class FeedApp(ServerApp):
         for controller in (stomp_controllers if stomp_controllers is not None else [GreetingController()]):
             self.stomp.add_controller(controller)
         self.dropped_slow = 0
+        self.limits = Limits(self.settings)  # per-address limits (servers.limits); a bad setting fails here
         self.loop: asyncio.AbstractEventLoop | None = None  # set by startup(): where publish must run
 
     async def startup(self) -> None:

@@ -39,6 +39,7 @@ from servers.qrlogin import api, auth, transports, views
 from servers.qrlogin.auth import Accounts
 from servers.qrlogin.fixes import make_push_hub
 from servers.qrlogin.tickets import TicketStore, TransitionRefused
+from servers.limits import Limits
 from servers.runtime import ServerApp, ServerHandle, serve
 
 __all__ = ["QRLoginApp", "make_qrlogin_app", "start_qrlogin", "shared_redis_url"]
@@ -97,6 +98,7 @@ class QRLoginApp(ServerApp):
         self.tickets = TicketStore(self.redis, ttl=self.ticket_ttl, grace=ticket_grace, namespace=namespace)
         self.accounts = Accounts(self.redis, self.users, namespace=namespace)
         self.push = make_push_hub(fix, self)
+        self.limits = Limits(self.settings)  # per-address limits (servers.limits); a bad setting fails here
         extra = self.push.routes()
         if extra:
             self.add_handlers(r".*", extra)
