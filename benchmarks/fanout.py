@@ -19,14 +19,15 @@ The subscribers are raw asyncio connections in several worker processes (``--wor
 from its own loopback source addresses (127.0.0.2, 127.0.0.3, ...; at most 2,000 connections per
 address), so 20,000 connections never run out of ephemeral ports and stay under the feed's
 per-address connection limit (:mod:`servers.limits`). A refused subscriber (429, or a WebSocket
-not answered with 101) stops the run with the server's answer. Each worker notes when each of its connections first saw the event's
-token; the time to the last subscriber is ``max(arrival) - (moment before the publish request)``.
+not answered with 101) stops the run with the server's answer. Each worker notes when each of
+its connections first saw the event's token; the time to the last subscriber is ``max(arrival) - (moment before the publish request)``.
 ``--repeats`` events are sent one after another (each waits until every subscriber has the last
 one); the summary takes their median.
 
 Writes ``fanout.csv`` (one row per event) and ``fanout_summary.csv`` (per server and kind, with
-``vs_bare`` = bare's time / this server's time, i.e. throughput relative to the bare handler, and
-``vs_websockets`` likewise) under ``benchmarks/results/`` (or ``--out``).
+``vs_bare`` = bare's time / this server's time, i.e. throughput relative to the bare handler,
+``vs_websockets`` likewise, and ``cpu_vs_bare``/``cpu_vs_websockets``, the same ratios on the
+server's CPU seconds per event, steadier on a busy machine) under ``benchmarks/results/`` (or ``--out``).
 
 A process may hold at most RLIMIT_NOFILE descriptors (the hard limit here is what the machine
 allows); the mixed scenario uses K per kind when 2K fit under it, else as many as fit.
@@ -39,7 +40,6 @@ import json
 import os
 import resource
 import signal
-import statistics
 import subprocess
 import sys
 import threading
@@ -417,6 +417,10 @@ def summarise(rows: list[dict[str, Any]]):
         times = summary[summary.server == peer].set_index("kind")["time_to_last_ms"]
         summary[f"vs_{peer}"] = [times.get(kind, float("nan")) / t for kind, t in
                                  zip(summary.kind, summary.time_to_last_ms)]
+        # the same ratio on server CPU seconds per event: steadier than wall time on a busy machine
+        cpu = summary[summary.server == peer].set_index("kind")["server_cpu_s"]
+        summary[f"cpu_vs_{peer}"] = [cpu.get(kind, float("nan")) / c if c else float("nan")
+                                     for kind, c in zip(summary.kind, summary.server_cpu_s)]
     return frame, summary
 
 

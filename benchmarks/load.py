@@ -2,9 +2,9 @@
 
 Usage (from the repository root)::
 
-    python benchmarks/load.py                          # quick: 100 logins per run
-    python benchmarks/load.py --logins 1000            # the size (a few minutes)
-    python benchmarks/load.py --logins 1000 --balancer nginx --fixes streams
+    python benchmarks/load.py                          # quick: 100 logins per run (results/load_100.csv)
+    python benchmarks/load.py --logins 1000 --balancer nginx --redis-pool 4096 0 --give-up 60
+                                                       # the committed results/load.csv (about 5 minutes)
 
 For each fix (``streams``, ``pubsub`` by default) two runs on a fresh 2-server cluster whose
 servers are separate processes (``python -m servers qrlogin``), behind the balancer:
@@ -101,8 +101,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--give-up", type=float, default=60.0, help="seconds a browser waits for 'confirmed'")
     parser.add_argument("--redis-pool", type=int, nargs="+", default=[0], metavar="N",
                         help="Redis pool size per server, 0: redis-py's default (100); several values: one run each")
-    parser.add_argument("--out", type=Path, default=RESULTS / "load.csv")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="CSV to write (default: results/load.csv at 1000 logins, else results/load_<n>.csv, "
+                             "so a quick run never overwrites the full one lesson 09 reads)")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS / ("load.csv" if args.logins == 1000 else f"load_{args.logins}.csv")
 
     rows = []
     redis = start_redis()
@@ -114,12 +118,12 @@ def main(argv: list[str] | None = None) -> int:
                                 not args.in_process, args.give_up, pool))
             print("  " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in rows[-1].items()), file=sys.stderr, flush=True)
+            frame = pd.DataFrame(rows, columns=COLUMNS)  # written after every run: a long run keeps what it has
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(args.out, index=False, float_format="%.1f")
     finally:
         redis.stop()
-    frame = pd.DataFrame(rows, columns=COLUMNS)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(args.out, index=False, float_format="%.1f")
-    print(frame.to_string(index=False))
+    print(pd.DataFrame(rows, columns=COLUMNS).to_string(index=False))
     return 0
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 __all__ = ["project_root", "servers_path", "kernel_env", "find_source"]
@@ -33,6 +34,10 @@ def kernel_env() -> dict[str, str]:
     env = dict(os.environ)
     extra = [p for p in (servers_path(), str(project_root())) if p]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(extra + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    # The interpreter's own bin/ first, as in an activated venv: tools that nbgrader and Jupyter
+    # start by name (alembic, jupyter-*) are installed there, and `make` never activates .venv.
+    scripts = str(Path(sys.executable).parent)
+    env["PATH"] = os.pathsep.join(dict.fromkeys([scripts, *(p for p in env.get("PATH", "").split(os.pathsep) if p)]))
     env.setdefault("MPLBACKEND", "Agg")
     env["PYTHONHASHSEED"] = "0"
     return env

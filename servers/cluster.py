@@ -143,6 +143,7 @@ class ClusterHandle:
         self.url = balancer.url
         self.ws_url = balancer.ws_url
         self.state = "running"
+        self.gateway: Any = None  # fix="gateway": the push tier (servers/gateway.py), stopped with the cluster
 
     def __repr__(self) -> str:
         return (f"<ClusterHandle {self.name} {self.url} servers={list(self.servers)} policy={self.policy} "
@@ -192,6 +193,7 @@ class ClusterHandle:
         self.state = "stopped"
         errors = []
         for step in [self.balancer.stop, *[s.stop for s in self.servers.values()],
+                     *([self.gateway.stop] if self.gateway is not None else []),
                      *([self._redis.stop] if self._redis is not None else [])]:
             try:
                 step()
@@ -249,7 +251,12 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", bala
         url = redis.url
     started: dict[str, Any] = {}
     lb = None
+    gateway = None
     try:
+        if fix == "gateway":  # the push tier that holds every browser channel (servers/gateway.py)
+            from servers.gateway import start_push_tier
+
+            gateway = start_push_tier(url, processes=processes, host=host)
         for server_name in names:
             if processes:
                 started[server_name] = ServerProcess(server_name, fix, url, host=host, ticket_ttl=ticket_ttl)
@@ -260,9 +267,9 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", bala
                                                      redis_url=url, host=host, ticket_ttl=ticket_ttl)
         lb = start_balancer([f"{k}={v.url}" for k, v in started.items()], policy, kind=balancer,
                             name=f"{name}-lb", host=host, port=port, connect_timeout=connect_timeout,
-                            seed=seed)
+                            seed=seed, push_backends=[gateway] if gateway is not None else ())
     except BaseException:
-        for server in started.values():
+        for server in [*started.values(), *([gateway] if gateway is not None else [])]:
             try:
                 server.stop()
             except Exception:
@@ -271,6 +278,7 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", bala
             redis.stop()
         raise
     cluster = ClusterHandle(name, started, lb, url, redis, transport, fix)
+    cluster.gateway = gateway
     _live[name] = cluster
     runtime.track(f"cluster:{name}", cluster)  # servers.stop_all() stops it too
     return cluster

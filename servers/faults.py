@@ -11,19 +11,19 @@ page adds around it - it notices a dropped connection and reconnects after a bac
 wire, before de-duplication. The phone retries a step that hit a dead server (502/599), as an app
 would. One fault is injected at a fixed point of the logins:
 
-=================  =========================================================================
-fault              what happens
-=================  =========================================================================
-``crash``          the server holding most browser channels dies (in-process: every
-                   connection dropped at once; ``processes=True`` cluster: SIGKILL), then
-                   the balancer's health check takes it out of rotation
-``redis_restart``  Redis stops and starts again on the same port (``keep_data``: it saved a
-                   snapshot first; without it every ticket in flight is gone)
-``backend_removed`` the balancer stops sending to one server (a deploy drain); the server
-                   and the browser channels it holds stay up
-``slow_consumer``  one browser stops reading for ``stall_s`` (a busy tab, a train tunnel)
-``storm``          every connection on every server dropped at once: all browsers reconnect
-=================  =========================================================================
+===================  =======================================================================
+fault                what happens
+===================  =======================================================================
+``crash``            the server holding most browser channels dies (in-process: every
+                     connection dropped at once; ``processes=True`` cluster: SIGKILL), then
+                     the balancer's health check takes it out of rotation
+``redis_restart``    Redis stops and starts again on the same port, from a snapshot
+``redis_lost_data``  the same without the snapshot: every ticket in flight is gone
+``backend_removed``  the balancer stops sending to one server (a deploy drain); the server
+                     and the browser channels it holds stay up
+``slow_consumer``    one browser's page takes nothing in for ``stall_s`` (a busy tab, a tunnel)
+``storm``            every connection on every server dropped at once: all browsers reconnect
+===================  =======================================================================
 
 Counted per login (one row of :attr:`FaultRun.records`):
 
@@ -31,13 +31,14 @@ Counted per login (one row of :attr:`FaultRun.records`):
 - ``lost`` - changes of the login (scanned, confirmed) that never reached the browser
   (a login that never completed has lost at least ``confirmed``);
 - ``duplicated`` - states that reached it more than once (a reconnect without resume);
+- ``dropped`` - its channel ended after the fault (it had to reconnect);
 - ``late`` - completed, but more than ``deadline_s`` after the phone's confirm;
 - ``reconnected_s`` - from the fault until this browser's channel was back (dropped ones only);
 - ``recover_s`` (per run) - from the fault until a fresh login completes again.
 
 Determinism: in the lockstep scenarios every browser holds its channel before the fault; the
 phone acts after it; browsers whose channel dropped reconnect only once the phone is done ("the
-phone acted within the reconnect delay"). So which logins are hit is known from where their
+phone acted within the reconnect delay"; polling transports simply ask again at once). So which logins are hit is known from where their
 channels were, and the counts are the same on every run: ``streams`` with SSE or WebSocket
 resumes from its log and loses nothing; ``pubsub`` (and every fix without a log) hands a
 resuming browser only the current state, so a state published while it was away is lost.
@@ -180,6 +181,7 @@ class BrowserSession:
         self.connects: list[tuple[float, str | None]] = []
         self.failed_attempts = 0
         self.stall_until = 0.0  # a slow consumer: nothing is taken in before this time.time()
+        self.stalled = False
         self.channel = None
         self._changed = asyncio.Event()
         self._task: asyncio.Task | None = None
@@ -315,8 +317,8 @@ async def _retrying(step: Callable[[], Any], give_up_s: float, counter: list[int
         except QRError as exc:
             if exc.status not in RETRYABLE and exc.status < 500 or time.monotonic() > deadline:
                 raise
-        except (OSError, tornado.iostream.StreamClosedError):
-            if time.monotonic() > deadline:
+        except (OSError, tornado.iostream.StreamClosedError, tornado.httpclient.HTTPClientError):
+            if time.monotonic() > deadline:  # e.g. HTTPStreamClosedError: the server died mid-request
                 raise
         counter[0] += 1
         await asyncio.sleep(0.05)
@@ -444,7 +446,8 @@ async def _one_login(index: int, url: str, transport: str, phone: AsyncPhone, ph
             step = "redeem"
             redeemed = await _retrying(lambda: browser.redeem(ticket), give_up_s, retries)
             rec["completed"] = redeemed.get("user") == phone.user
-    except (QRError, OSError, asyncio.TimeoutError, EOFError, tornado.iostream.StreamClosedError) as exc:
+    except (QRError, OSError, asyncio.TimeoutError, EOFError, tornado.iostream.StreamClosedError,
+            tornado.httpclient.HTTPClientError, ValueError) as exc:
         rec["error"] = f"{step}: {type(exc).__name__}: {exc}"
         rec["failed_step"] = step
     finally:
@@ -460,10 +463,11 @@ async def _one_login(index: int, url: str, transport: str, phone: AsyncPhone, ph
         rec["missed"] = ",".join(s for v, s in STATES_OF_A_LOGIN.items() if v not in got)
         rec["duplicated"] = len(got) - len(set(got))
         rec["reconnects"] = max(0, len(session.connects) - 1)
+        rec["stalled"] = session.stalled
         rec["_session"] = session
     else:
         rec.update(lost=len(STATES_OF_A_LOGIN), missed=",".join(STATES_OF_A_LOGIN.values()), duplicated=0,
-                   reconnects=0)
+                   reconnects=0, stalled=False)
     rec["late"] = bool(rec["completed"] and rec["confirm_latency_s"] is not None
                        and rec["confirm_latency_s"] > deadline_s)
     return rec
@@ -510,7 +514,7 @@ async def _run_async(cluster, n: int, transport: str, fault: Callable | None, *,
     tasks = [asyncio.ensure_future(login(i)) for i in range(n)]
     probe = None
     try:
-        await phone.login()
+        await _retrying(phone.login, give_up_s, [0])
         phone_ready.set_result(None)
         if setup is not None:
             await setup(sessions)
@@ -655,6 +659,7 @@ def slow_consumer_fault(count: int = 1, stall_s: float = 1.5) -> Callable:
         until = time.time() + stall_s
         for session in list(sessions)[:count]:
             session.stall_until = until
+            session.stalled = True
         return {"target": f"{count} browser(s)", "how": f"stalled {stall_s} s", "fault_started": time.time()}
 
     stall.fault_name = "slow_consumer"

@@ -58,6 +58,7 @@ import redis.exceptions
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
+from servers.balancer.policies import PUSH_PATH
 from servers.cluster import ServerProcess, _package_root
 from servers.qrlogin.app import QRLoginApp, shared_redis_url
 from servers.qrlogin.base import TICKET_ID
@@ -73,8 +74,7 @@ __all__ = ["GatewayApp", "start_gateway", "GatewayProcess", "start_push_tier", "
            "secret_key", "SECRET_HEADER", "SECRET_ENV", "GATEWAY_ENV"]
 
 log = logging.getLogger("servers.gateway")
-# The routes the balancer sends to the push tier (the rest goes to the app servers).
-PUSH_ROUTE = r"^/api/tickets/[^/]+/(events|ws|longpoll)$"
+PUSH_ROUTE = PUSH_PATH  # the routes the balancer sends to the push tier (the rest: to the app servers)
 
 
 class GatewayApp(ServerApp):

@@ -34,7 +34,7 @@ def cluster(redis_url, fix, **kwargs):
 def counts(run) -> dict:
     r = run.records
     return {"completed": int(r["completed"].sum()), "lost_logins": int((r["lost"] > 0).sum()),
-            "duplicated": int(r["duplicated"].sum()), "late": int(r["late"].sum())}
+            "duplicated": int(r["duplicated"].sum())}  # not "late": that depends on the machine's speed
 
 
 def explain(run) -> str:
@@ -52,7 +52,7 @@ def test_streams_loses_nothing_when_the_browsers_server_crashes(redis_url, trans
     hit = run.info["channels_on_target"]
     assert hit > 0, "the crashed server should have held some browser channels" + explain(run)
     assert int(run.records["dropped"].sum()) == hit, "exactly the channels on the dead server drop" + explain(run)
-    assert counts(run) == {"completed": N, "lost_logins": 0, "duplicated": 0, "late": 0}, (
+    assert counts(run) == {"completed": N, "lost_logins": 0, "duplicated": 0}, (
         "streams: every browser resumes from its last id and gets 'scanned' and 'confirmed' once" + explain(run))
 
 
@@ -71,7 +71,7 @@ def test_pubsub_crash_between_scan_and_confirm_is_saved_by_the_state_read(redis_
     with cluster(redis_url, "pubsub") as c:
         run = faults.crash_browser_server(c, N, "sse", scan_before_fault=True)
     assert run.info["channels_on_target"] > 0
-    assert counts(run) == {"completed": N, "lost_logins": 0, "duplicated": 0, "late": 0}, (
+    assert counts(run) == {"completed": N, "lost_logins": 0, "duplicated": 0}, (
         "the confirm went to nobody, but the reopened channel's first message is the current state" + explain(run))
 
 
@@ -103,7 +103,7 @@ def test_sigkill_of_a_server_process(redis_url, fix, loses):
 def test_redis_restart_from_a_snapshot_loses_nothing(redis_server, redis_url, fix):
     with cluster(redis_url, fix) as c:
         run = faults.restart_redis(c, 4, "sse", redis_handle=redis_server)
-    assert counts(run) == {"completed": 4, "lost_logins": 0, "duplicated": 0, "late": 0}, explain(run)
+    assert counts(run) == {"completed": 4, "lost_logins": 0, "duplicated": 0}, explain(run)
     assert run.info["recover_s"] is not None, "a fresh login should complete after the restart"
 
 
@@ -132,7 +132,7 @@ def test_draining_a_backend_is_harmless_with_a_backplane(redis_url, fix):
     with cluster(redis_url, fix) as c:
         run = faults.stop_backend(c, 4, "sse")
     assert run.info["channels_on_target"] > 0
-    assert counts(run) == {"completed": 4, "lost_logins": 0, "duplicated": 0, "late": 0}, explain(run)
+    assert counts(run) == {"completed": 4, "lost_logins": 0, "duplicated": 0}, explain(run)
 
 
 # -- slow consumer and reconnect storm -----------------------------------------------------------
@@ -140,8 +140,10 @@ def test_draining_a_backend_is_harmless_with_a_backplane(redis_url, fix):
 
 def test_a_slow_browser_is_late_not_lost(redis_url):
     with cluster(redis_url, "streams") as c:
-        run = faults.slow_consumer(c, 4, "sse", count=1, stall_s=1.5, deadline_s=1.0)
-    assert counts(run) == {"completed": 4, "lost_logins": 0, "duplicated": 0, "late": 1}, explain(run)
+        run = faults.slow_consumer(c, 4, "sse", count=1, stall_s=2.0, deadline_s=0.5)
+    assert counts(run) == {"completed": 4, "lost_logins": 0, "duplicated": 0}, explain(run)
+    stalled = run.records[run.records["stalled"]]
+    assert len(stalled) == 1 and stalled["late"].all(), "the stalled browser hears the confirm late" + explain(run)
 
 
 def test_reconnect_storm_all_back_nothing_lost_and_jitter_flattens_the_peak(redis_url):
@@ -150,7 +152,7 @@ def test_reconnect_storm_all_back_nothing_lost_and_jitter_flattens_the_peak(redi
         with cluster(redis_url, "streams") as c:
             run = faults.reconnect_storm(c, 30, "sse", backoff=backoff)
         assert run.info["dropped_connections"] >= 30, run.info
-        assert counts(run) == {"completed": 30, "lost_logins": 0, "duplicated": 0, "late": 0}, explain(run)
+        assert counts(run) == {"completed": 30, "lost_logins": 0, "duplicated": 0}, explain(run)
         assert run.records["dropped"].all(), "every browser's channel was dropped" + explain(run)
         load = faults.requests_per_bin(run.requests, 0.1, until_s=run.info["all_back_s"])
         assert load["requests"].sum() >= 30, load

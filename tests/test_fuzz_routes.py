@@ -38,9 +38,9 @@ from servers.feed.app import start_feed
 from servers.qrlogin import start_qrlogin
 from servers.wire.stomp import Frame, StompParser, encode_frame
 
-pytestmark = pytest.mark.slow
-
 THOROUGH = os.environ.get("HYPOTHESIS_PROFILE") == "thorough"
+# 10,000 examples of one property take minutes: lift pytest-timeout's 300 s for the thorough run
+pytestmark = [pytest.mark.slow] + ([pytest.mark.timeout(7200)] if THOROUGH else [])
 TIMEOUT = (5, 10)  # connect, read: a request that gets no answer fails the test instead of hanging it
 
 
@@ -427,11 +427,19 @@ def frame_bytes(command: str, headers: dict, body: bytes) -> bytes:
             "utf-8", "replace") + body + b"\0"
 
 
+def raw_frame_bytes(command: str, headers: dict, body: bytes) -> bytes:
+    """A frame written without escaping. A content-length beyond the body is left out: the frame
+    would be unfinished, and the broker rightly waits for the rest (that is no error to answer)."""
+    length = headers.get("content-length", "")
+    if length.isascii() and length.isdigit() and (len(length) > 6 or int(length) > len(body)):
+        headers = {k: v for k, v in headers.items() if k != "content-length"}
+    head = command + "\n" + "".join(f"{k}:{v}\n" for k, v in headers.items()) + "\n"
+    return head.encode("utf-8", "replace") + body + b"\0"
+
+
 stomp_messages = st.one_of(
     st.builds(frame_bytes, stomp_commands, stomp_headers, st.binary(max_size=40)),
-    st.tuples(stomp_commands, stomp_headers, st.binary(max_size=40)).map(
-        lambda t: (t[0] + "\n" + "".join(f"{k}:{v}\n" for k, v in t[1].items()) + "\n").encode("utf-8", "replace")
-        + t[2] + b"\0"),
+    st.builds(raw_frame_bytes, stomp_commands, stomp_headers, st.binary(max_size=40)),
     st.binary(max_size=80), st.sampled_from([b"\n", b"\r\n", b"SEND\ndestination:/a\\t\n\n\0", b"x" * 70000,
                                              b"SEND\ncontent-length:5\n\nab\0"]))
 

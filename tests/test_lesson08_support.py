@@ -159,3 +159,12 @@ def test_start_with_hub_adds_the_hubs_routes(redis_url):
     (a,) = fx.start_pair(RegistryHub, redis_url, names=("A",))
     answer = requests.post(a.url + "/internal/deliver", json={"ticket": "t", "state": "confirmed", "version": 3})
     assert answer.status_code == 401 and answer.json()["error"] == "bad_internal_secret"
+
+
+def test_the_gateway_push_tier_is_counted_with_its_cluster():
+    logins, costs = fx.latency_and_cost(("gateway",), ("ws",), logins=2)
+    assert logins["ok"].all(), logins[["fix", "error"]]
+    gateway = logins[logins["fix"] == "gateway"]
+    assert set(gateway["channel_on"]) == {"GW"} and gateway["crossed"].all(), gateway
+    per = costs.set_index("fix")
+    assert per.loc["gateway", "messages_per_login"] >= 1, f"the push tier's received events count: {per}"

@@ -117,7 +117,8 @@ class BalancerHandle:
 
 def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: str = "python",
                    name: str = "lb", *, host: str = "127.0.0.1", port: int = 0,
-                   connect_timeout: float = 3.0, failover: bool = False, seed: int | None = None) -> BalancerHandle:
+                   connect_timeout: float = 3.0, failover: bool = False, seed: int | None = None,
+                   push_backends: Sequence[Any] = ()) -> BalancerHandle:
     """Start a balancer in front of ``backends`` (URLs, ``"NAME=URL"`` or server handles).
 
     ``kind="python"`` is ours, in-process on the server loop; ``kind="nginx"`` starts real nginx (raises :class:`NginxMissing` with
@@ -125,6 +126,8 @@ def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: s
     already running replaces it (re-running a cell). ``port=0`` picks a free port. A backend that is down
     gives a JSON 502 with both; ``failover=True`` (nginx only) lets nginx retry another backend.
     ``seed`` makes ours' ``random`` policy repeatable (nginx's ``random`` cannot be seeded).
+    ``push_backends`` (the gateway fix): the push routes ``/api/tickets/{id}/events|ws|longpoll``
+    go to these (in turn) instead of ``backends``.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -132,14 +135,15 @@ def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: s
         from servers.balancer.proxy import BalancerApp
         from servers.runtime import serve
 
-        app = BalancerApp(backends, policy, name=name, connect_timeout=connect_timeout, seed=seed)
+        app = BalancerApp(backends, policy, name=name, connect_timeout=connect_timeout, seed=seed,
+                          push_backends=push_backends)
         return BalancerHandle(kind, policy, name, serve(app, host=host, port=port))
     if kind == "nginx":
         from servers.balancer.nginx import NginxBalancer, stop_same_name
 
         stop_same_name(name)
         impl = NginxBalancer(backends, policy, name=name, host=host, port=port,
-                             connect_timeout=connect_timeout, failover=failover)
+                             connect_timeout=connect_timeout, failover=failover, push_backends=push_backends)
         try:
             impl.start()
         except BaseException:

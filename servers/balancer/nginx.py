@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from servers.balancer.backends import Backend, as_backend, as_backends
-from servers.balancer.policies import POLICIES, STICKY_COOKIE
+from servers.balancer.policies import POLICIES, PUSH_PATH, STICKY_COOKIE
 from servers.balancer.routing import parse_nginx_access_line, routing_frame
 
 __all__ = ["NginxMissing", "HOW_TO_GET_NGINX", "find_nginx", "render_config", "NginxBalancer"]
@@ -89,7 +89,7 @@ LOG_FORMAT = ('{"msec":"$msec","request_time":"$request_time","client":"$remote_
 
 def render_config(backends: Sequence[Backend], policy: str, *, directory: str, host: str, port: int,
                   name: str = "lb", connect_timeout: float = 3.0, failover: bool = False,
-                  run_as_user: str | None = None) -> str:
+                  run_as_user: str | None = None, push_backends: Sequence[Backend] = ()) -> str:
     """The whole nginx.conf for these backends and this policy (a pure function, for tests too)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -101,7 +101,7 @@ def render_config(backends: Sequence[Backend], policy: str, *, directory: str, h
                "ip_hash": "hash $remote_addr;  # the full address, not ip_hash's /24 (see module docs)",
                "cookie": "", "ticket_hash": "hash $ticket_key consistent;", "random": "random;"}[policy]
     servers = "\n".join(f"        server {b.address}{fail};  # {b.name}" for b in backends)
-    names = "\n".join(f"        {_q(b.address)} {_q(b.name)};" for b in backends)
+    names = "\n".join(f"        {_q(b.address)} {_q(b.name)};" for b in [*backends, *push_backends])
     extra_upstreams = ""
     proxy_target = "http://spl_backends"
     sticky = ""
@@ -121,6 +121,27 @@ def render_config(backends: Sequence[Backend], policy: str, *, directory: str, h
     }}"""
         proxy_target = "http://$sticky_upstream"
         sticky = "            add_header Set-Cookie $sticky_set_cookie always;\n"
+    push_upstream = push_location = ""
+    if push_backends:  # the gateway fix: the browsers' push routes go to the push tier
+        push_servers = "\n".join(f"        server {b.address}{fail};  # {b.name}" for b in push_backends)
+        push_upstream = f"\n    upstream spl_push {{\n{push_servers}\n    }}"
+        push_location = f"""
+        location ~ {PUSH_PATH} {{
+            proxy_pass http://spl_push;
+            proxy_http_version 1.1;
+            proxy_set_header Host $http_host;
+            proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_buffering off;
+            proxy_request_buffering off;
+            proxy_cache off;
+            proxy_connect_timeout {max(1, int(round(connect_timeout)))}s;
+            proxy_read_timeout 1h;
+            proxy_send_timeout 1h;
+            proxy_next_upstream {"error timeout" if failover else "off"};
+        }}
+"""
     user = f"user {run_as_user};\n" if run_as_user else ""
     timeout = f"{max(1, int(round(connect_timeout)))}s"
     bad_gateway = ('{"error":"bad_gateway","backend":"$backend_name",'
@@ -175,11 +196,11 @@ http {{
         {balance}
 {servers}
     }}
-{extra_upstreams}
+{extra_upstreams}{push_upstream}
 
     server {{
         listen {host}:{port};
-
+{push_location}
         location / {{
             proxy_pass {proxy_target};
             proxy_http_version 1.1;
@@ -212,7 +233,7 @@ class NginxBalancer:
 
     def __init__(self, backends: Sequence[Any], policy: str = "round_robin", *, name: str = "lb",
                  host: str = "127.0.0.1", port: int = 0, connect_timeout: float = 3.0,
-                 failover: bool = False, binary: str | None = None) -> None:
+                 failover: bool = False, binary: str | None = None, push_backends: Sequence[Any] = ()) -> None:
         self.binary = binary or find_nginx()
         self.kind = "nginx"
         self.policy = policy
@@ -222,6 +243,7 @@ class NginxBalancer:
         self.connect_timeout = connect_timeout
         self.failover = failover
         self.backends: list[Backend] = as_backends(backends)
+        self.push_backends: list[Backend] = as_backends(push_backends)  # the gateway fix's push tier
         self._tmp = tempfile.TemporaryDirectory(prefix="spl-nginx-")
         self.directory = Path(self._tmp.name)
         self.config_path = self.directory / "nginx.conf"
@@ -255,7 +277,8 @@ class NginxBalancer:
     def _write_config(self) -> None:
         text = render_config(self.backends, self.policy, directory=str(self.directory), host=self.host,
                              port=self.port, name=self.name, connect_timeout=self.connect_timeout,
-                             failover=self.failover, run_as_user=self._run_as_user())
+                             failover=self.failover, run_as_user=self._run_as_user(),
+                             push_backends=self.push_backends)
         self.config_path.write_text(text)
 
     def start(self, timeout: float = 10, attempts: int = 5) -> "NginxBalancer":
@@ -363,7 +386,7 @@ class NginxBalancer:
             lines = self.access_log.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return []
-        names = {b.address: b.name for b in self.backends}
+        names = {b.address: b.name for b in [*self.backends, *self.push_backends]}
         return [row for row in (parse_nginx_access_line(line, names) for line in lines) if row]
 
     def routing_log(self):

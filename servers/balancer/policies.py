@@ -42,6 +42,13 @@ STICKY_COOKIE = "spl_backend"  # the cookie policy's cookie: its value is the ba
 
 # The same pattern as the nginx map in BRIEF §5: ~^/(api/tickets|m|qr)/(?<t>[^/.]+)
 TICKET_PATH = re.compile(r"^/(?:api/tickets|m|qr)/(?P<t>[^/.?]+)")
+# The browsers' push routes: with ``push_backends`` (the gateway fix) they go to the push tier.
+PUSH_PATH = r"^/api/tickets/[^/]+/(events|ws|longpoll)$"
+
+
+def is_push_route(path: str) -> bool:
+    """Is ``path`` one of the QR app's push routes (SSE, WebSocket, long poll)?"""
+    return re.match(PUSH_PATH, path) is not None
 
 
 def ticket_from(path: str, query: str = "") -> str | None:

@@ -37,7 +37,7 @@ from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.iostream import StreamClosedError
 
 from servers.balancer.backends import Backend, as_backend, as_backends
-from servers.balancer.policies import STICKY_COOKIE, RouteRequest, Router
+from servers.balancer.policies import STICKY_COOKIE, RouteRequest, Router, is_push_route
 from servers.balancer.routing import record, routing_frame
 from servers.runtime import ServerApp
 
@@ -71,13 +71,16 @@ class BalancerApp(ServerApp):
 
     def __init__(self, backends: Sequence[Any], policy: str = "round_robin", *, name: str = "lb",
                  connect_timeout: float = 3.0, vnodes: int = 160, seed: int | None = None,
-                 max_log: int = 100_000, **settings: Any) -> None:
+                 max_log: int = 100_000, push_backends: Sequence[Any] = (), **settings: Any) -> None:
         rules = [tornado.routing.Rule(_WebSocketUpgrade(), WebSocketProxyHandler),
                  tornado.routing.Rule(tornado.routing.AnyMatches(), HttpProxyHandler)]
         super().__init__(rules, name=name, **settings)
         self.policy = policy
         self.backends: list[Backend] = as_backends(backends)
         self.router = Router(policy, [b.name for b in self.backends], vnodes=vnodes, seed=seed)
+        # The gateway fix: push routes go to a separate push tier (in turn), the rest as the policy says.
+        self.push_backends: list[Backend] = as_backends(push_backends)
+        self.push_router = Router("round_robin", [b.name for b in self.push_backends])
         self.connect_timeout = connect_timeout
         # The newest ``max_log`` decisions (a balancer left running must not grow without bound).
         self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_log)
@@ -103,6 +106,9 @@ class BalancerApp(ServerApp):
         route = RouteRequest(client=request.remote_ip or "", path=request.path, query=request.query,
                              method=request.method or "GET",
                              cookies={k: m.value for k, m in request.cookies.items()})
+        if self.push_backends and is_push_route(request.path):
+            name, _ = self.push_router.choose(route)
+            return next(b for b in self.push_backends if b.name == name), False
         name, set_cookie = self.router.choose(route)
         return next(b for b in self.backends if b.name == name), set_cookie
 

@@ -31,7 +31,6 @@ import inspect
 import io
 import json
 import os
-import random
 import resource
 import subprocess
 import sys

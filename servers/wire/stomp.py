@@ -197,12 +197,16 @@ class StompParser:
         length = None
         if "content-length" in headers:
             raw = headers["content-length"]
-            if not raw.isdigit():
+            if not _ascii_digits(raw):  # str.isdigit() also takes "²" and "٣", which int() refuses or misreads
                 raise StompError(f"content-length must be a non-negative integer, not {raw[:20]!r}")
             length = int(raw)
             if length > self.max_body:
                 raise StompError(f"the body ({length} bytes) exceeds the limit of {self.max_body} bytes", too_large=True)
         return command, headers, length
+
+
+def _ascii_digits(text: str) -> bool:
+    return text.isascii() and text.isdigit()
 
 
 def _partial_lines(head: bytes) -> list[bytes]:
@@ -240,7 +244,7 @@ def parse_heart_beat(value: str | None) -> tuple[int, int]:
     if value is None or value == "":
         return 0, 0
     parts = value.split(",")
-    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+    if len(parts) != 2 or not all(_ascii_digits(p.strip()) for p in parts):
         raise StompError(f"heart-beat must be two non-negative integers 'cx,cy', not {value[:40]!r}")
     return int(parts[0]), int(parts[1])
 
