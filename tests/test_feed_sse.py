@@ -152,20 +152,42 @@ def test_drop_streams_hook_ends_the_stream(feed):
 
 
 def test_slow_consumer_is_dropped_and_can_resume():
+    """A client that stops reading: once the socket takes no more (one event larger than all the
+    kernel's buffers), the next events wait in its outbox; past ``outbox_limit`` it is dropped."""
     with start_feed(name="feed-sse-slow", outbox_limit=3) as feed:
-        reader = Reader(feed.url + "/feed/sse")
+        stalled = Reader(feed.url + "/feed/sse")  # reads the response head, then nothing
         wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
 
-        def burst(app):  # ten events in one loop turn: the sender cannot drain in between
-            for i in range(10):
+        def burst(app):
+            app.publish("x" * 16_000_000)  # the socket takes a few MB of it; the write waits
+            for i in range(9):  # 3 wait in the outbox, the 4th finds it full
                 app.publish(i)
             return app.dropped_slow
 
         assert feed.call(burst) == 1
         wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 0)
-        reader.close()
-        resumed = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": "0"})
+        stalled.close()
+        resumed = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": "1"})
         try:
-            assert [e.id for e in resumed.events(10)] == [str(i) for i in range(1, 11)]
+            assert [e.id for e in resumed.events(9)] == [str(i) for i in range(2, 11)]
         finally:
             resumed.close()
+
+
+def test_a_burst_to_a_reading_client_is_not_slowness():
+    """Ten events in one loop turn, outbox_limit 3: each is written as it is published (the socket
+    takes them), so nothing waits in the outbox and nobody is dropped."""
+    with start_feed(name="feed-sse-burst", outbox_limit=3) as feed:
+        reader = Reader(feed.url + "/feed/sse")
+        try:
+            wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
+
+            def burst(app):
+                for i in range(10):
+                    app.publish(i)
+                return app.dropped_slow
+
+            assert feed.call(burst) == 0
+            assert [e.id for e in reader.events(10)] == [str(i) for i in range(1, 11)]
+        finally:
+            reader.close()

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import socket
+import struct
+import urllib.parse
 
 import pytest
 import requests
@@ -10,6 +13,7 @@ from websockets.sync.client import connect
 
 from servers.clients.feed import wait_until
 from servers.feed.app import start_feed
+from servers.wire.websocket import parse_frame_header
 
 
 
@@ -116,18 +120,66 @@ def test_subscriber_removed_on_disconnect(feed):
     wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 0)
 
 
+def stalled_websocket(url: str) -> socket.socket:
+    """A WebSocket client that does the handshake and then reads nothing (a stalled tab)."""
+    parts = urllib.parse.urlsplit(url)
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    sock.sendall((f"GET {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)  # byte by byte: not one byte past the 101's head
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def read_frames(sock: socket.socket) -> list[tuple[int, bytes]]:
+    """Every frame until the server closes the TCP connection, as (opcode, payload)."""
+    data = b""
+    while chunk := sock.recv(1 << 20):
+        data += chunk
+    frames = []
+    while data:
+        header, offset = parse_frame_header(data)
+        frames.append((header.opcode, data[offset:offset + header.payload_len]))
+        data = data[offset + header.payload_len:]
+    return frames
+
+
 def test_slow_consumer_is_closed_1008():
+    """Once the socket takes no more (one event larger than the kernel's buffers), the next events
+    wait in the outbox; past ``outbox_limit`` the connection is closed with 1008."""
     with start_feed(name="feed-ws-slow", outbox_limit=3) as feed:
-        with connect(feed.ws_url + "/feed/ws") as ws:
+        sock = stalled_websocket(feed.ws_url + "/feed/ws")
+        try:
             wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 1)
 
-            def burst(app):  # ten events in one loop turn: the sender cannot drain in between
-                for i in range(10):
+            def burst(app):
+                app.publish("x" * 16_000_000)  # the socket takes a few MB of it; the write waits
+                for i in range(9):  # 3 wait in the outbox, the 4th finds it full
                     app.publish(i)
                 return app.dropped_slow
 
             assert feed.call(burst) == 1
-            with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    ws.recv(timeout=5)
-            assert info.value.rcvd.code == 1008 and "too slow" in info.value.rcvd.reason
+            frames = read_frames(sock)  # the tab wakes up: the big event, then the close
+        finally:
+            sock.close()
+        assert [opcode for opcode, _ in frames] == [1, 8], [(op, len(p)) for op, p in frames]
+        assert json.loads(frames[0][1])["seq"] == 1
+        code, reason = struct.unpack("!H", frames[1][1][:2])[0], frames[1][1][2:].decode()
+        assert code == 1008 and "too slow" in reason, (code, reason)
+
+
+def test_a_burst_to_a_reading_client_is_not_slowness():
+    with start_feed(name="feed-ws-burst", outbox_limit=3) as feed:
+        with connect(feed.ws_url + "/feed/ws") as ws:
+            wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 1)
+
+            def burst(app):  # ten in one loop turn: each is written as it comes, nothing waits
+                for i in range(10):
+                    app.publish(i)
+                return app.dropped_slow
+
+            assert feed.call(burst) == 0
+            assert [recv(ws)["seq"] for _ in range(10)] == list(range(1, 11))

@@ -417,3 +417,43 @@ def test_chromium_resumes_after_its_server_crashes(redis_url, page):
         streams = log[log["route"] == "/api/tickets/{id}/events"]
         assert list(streams["backend"])[:1] == [holder] and set(streams["backend"][1:]) == {
             name for name in cluster.servers if name != holder}, streams
+
+
+def test_a_change_is_logged_in_the_same_step_as_the_state(pair):
+    """A server that dies right after the state change (before it could publish) leaves no hole
+    in the log: the transition script appended the event itself, byte for byte as Python writes it."""
+    a, _ = pair()
+
+    async def change_and_die():
+        browser, phone = AsyncBrowser(a.url, "sse"), AsyncPhone(a.url)
+        ticket = (await browser.create_ticket())["ticket"]
+        await phone.login()
+        store = a.app.tickets
+        scanned, changed = await store.transition(ticket, ("pending",), "scanned", set_fields={"user": "alice"})
+        # ... and no app.push.publish(): the server "died" here
+        entries = await a.app.redis.xrange(a.app.push.key(ticket))
+        current, _ = await store.get(ticket)  # a read that changes nothing logs nothing
+        return changed, scanned.event(), entries, current, await a.app.redis.xlen(a.app.push.key(ticket))
+
+    changed, event, entries, current, length = runtime.run(change_and_die())
+    assert changed and [entry_id for entry_id, _ in entries] == ["2-0"], entries
+    assert entries[0][1]["event"] == json.dumps(event, separators=(",", ":")), (entries, event)
+    assert current.version == 2 and length == 1
+
+
+def test_lazy_expiry_is_logged_too(redis_url):
+    a = start_qrlogin("A", fix=FIX, redis_url=redis_url, ticket_ttl=0.2)
+
+    async def expire():
+        ticket = (await AsyncBrowser(a.url, "sse").create_ticket())["ticket"]
+        while True:  # until the first read past expires_at moves it to 'expired'
+            _, expired_event = await a.app.tickets.get(ticket)
+            if expired_event is not None:
+                break
+            await asyncio.sleep(0.05)
+        entries = await a.app.redis.xrange(a.app.push.key(ticket))
+        return expired_event, entries
+
+    expired_event, entries = runtime.run(expire())
+    assert expired_event["state"] == "expired" and expired_event["version"] == 2
+    assert [json.loads(fields["event"]) for _, fields in entries] == [expired_event]

@@ -9,8 +9,9 @@ stream with a hole in it.
 from __future__ import annotations
 
 import collections
+import json
 import time
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["EventBuffer"]
 
@@ -24,6 +25,8 @@ class EventBuffer:
         self.size = size
         self._events: collections.deque[dict[str, Any]] = collections.deque(maxlen=size)
         self.last_seq = 0  # seq of the newest event; 0 when nothing was ever published
+        # (form, seq) -> the event encoded in that form, so a fan-out encodes once, not per subscriber
+        self._encoded: dict[tuple[str, int], Any] = {}
 
     def __len__(self) -> int:
         return len(self._events)
@@ -47,3 +50,17 @@ class EventBuffer:
             return [], missed
         start = max(0, after + 1 - first)
         return [self._events[i] for i in range(start, len(self._events))], missed
+
+    def encoded(self, event: dict[str, Any], form: str = "json",
+                encode: Callable[[dict[str, Any]], Any] | None = None) -> Any:
+        """``event`` encoded in ``form`` (``"json"``: compact JSON text; other forms need ``encode``),
+        computed once per event however many connections send it. The newest ``2 * size``
+        encodings are kept."""
+        key = (form, event["seq"])
+        value = self._encoded.get(key)
+        if value is None:
+            value = encode(event) if encode is not None else json.dumps(event, separators=(",", ":"))
+            self._encoded[key] = value
+            if len(self._encoded) > 2 * self.size:
+                del self._encoded[next(iter(self._encoded))]  # the oldest encoding
+        return value

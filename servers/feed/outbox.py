@@ -2,20 +2,27 @@
 
 Tornado's write buffer is unbounded: a server that writes every event to a client that reads
 slowly keeps every unread byte in memory. So each push connection (SSE, WebSocket, STOMP) gets
-an :class:`Outbox` of at most ``outbox_limit`` messages (an application setting, default 1000)
-and one sender coroutine that *awaits* each write before taking the next message, so at most
-one message sits in Tornado's buffer at a time. When the outbox is full the client is too slow
-to keep up: :meth:`Outbox.put` returns ``False`` and the connection drops it (WebSocket close
-1008, SSE and STOMP by closing the connection). An SSE or WebSocket client then resumes from
-its last seq, from the event buffer, like after any other disconnect.
+an :class:`Outbox` of at most ``outbox_limit`` messages (an application setting, default 1000),
+and the next message is written only when the last one has left Tornado's buffer, so at most
+one message sits there at a time. Messages wait in the outbox only while the socket takes no
+more (the client's receive window and the kernel's buffers are full). When the outbox is full
+the client is too slow to keep up: :meth:`Outbox.put` returns ``False`` and the connection drops
+it (WebSocket close 1008, SSE and STOMP by closing the connection). An SSE or WebSocket client
+then resumes from its last seq, from the event buffer, like after any other disconnect.
+
+Two ways to drain an outbox: a sender coroutine that awaits :meth:`Outbox.get` and each write
+(STOMP, whose session has more to do between frames), or a :class:`Sender`, which writes the
+moment a message arrives and needs no task at all (SSE and WebSocket: with thousands of
+subscribers, waking a task per subscriber per event cost most of a fan-out; see
+``benchmarks/fanout.py``).
 """
 from __future__ import annotations
 
 import asyncio
 import collections
-from typing import Any
+from typing import Any, Callable
 
-__all__ = ["Outbox"]
+__all__ = ["Outbox", "Sender"]
 
 
 class Outbox:
@@ -49,6 +56,10 @@ class Outbox:
         self._items.clear()
         self._wake()
 
+    def pop(self) -> Any:
+        """The next message, or ``None`` when nothing is queued (never waits)."""
+        return self._items.popleft() if self._items else None
+
     async def get(self, timeout: float | None = None) -> Any:
         """The next message, ``None`` when closed; raises ``TimeoutError`` after ``timeout`` s idle."""
         while not self._items:
@@ -64,3 +75,79 @@ class Outbox:
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+class Sender:
+    """Writes an outbox's messages as they arrive, one write in flight at a time, with no task.
+
+    ``write(item)`` writes one message and returns the future of its flush (or ``None`` when it
+    wrote nothing). :meth:`send` writes at once when nothing is waiting; when the socket took
+    the bytes, the future is already done and the next message is written straight away too;
+    otherwise the next ones wait, queued in the outbox, until the future completes. A write that
+    fails (the connection is gone) goes to ``on_error`` and ends the sending.
+    """
+
+    def __init__(self, outbox: Outbox, write: Callable[[Any], "asyncio.Future | None"],
+                 on_error: Callable[[BaseException], None]) -> None:
+        self.outbox = outbox
+        self.write = write
+        self.on_error = on_error
+        self.in_flight: asyncio.Future | None = None
+        self.failed = False
+
+    def send(self, item: Any) -> bool:
+        """Write ``item`` now, or queue it behind a write that waits for the socket; ``False``
+        when the outbox is full (a slow consumer) or closed."""
+        if self.in_flight is None and not self.failed and not self.outbox and not self.outbox.closed:
+            self._write_one(item)  # the common case: nothing waits, so no queue at all
+            return True
+        if not self.outbox.put(item):
+            return False
+        self.kick()
+        return True
+
+    def kick(self) -> None:
+        """Write what is queued, unless a write is already waiting for the socket."""
+        if self.in_flight is None and not self.failed:
+            self._drain()
+
+    def _written(self, future: asyncio.Future) -> None:
+        self.in_flight = None
+        error = _error_of(future)
+        if error is not None:
+            self._fail(error)
+        else:
+            self._drain()
+
+    def _drain(self) -> None:
+        while self.in_flight is None and not self.failed:
+            item = self.outbox.pop()
+            if item is None:
+                return
+            self._write_one(item)
+
+    def _write_one(self, item: Any) -> None:
+        """Write ``item``; remember its future if the socket has not taken it yet."""
+        try:
+            future = self.write(item)
+        except Exception as exc:  # e.g. StreamClosedError, WebSocketClosedError
+            self._fail(exc)
+            return
+        if future is None:
+            return
+        if not future.done():
+            self.in_flight = future
+            future.add_done_callback(self._written)
+            return
+        error = _error_of(future)
+        if error is not None:
+            self._fail(error)
+
+    def _fail(self, error: BaseException) -> None:
+        self.failed = True
+        self.on_error(error)
+
+
+def _error_of(future: asyncio.Future) -> BaseException | None:
+    """What a finished write raised (a cancelled one counts as failed), or ``None``."""
+    return asyncio.CancelledError() if future.cancelled() else future.exception()

@@ -27,7 +27,7 @@ from typing import Any
 
 import tornado.websocket
 
-from servers.feed.outbox import Outbox
+from servers.feed.outbox import Outbox, Sender
 from servers.limits import LimitedWebSocketMixin
 from servers.web import ApiError, BaseWebSocketHandler, loads_json
 
@@ -44,7 +44,7 @@ class _Replay:
 class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     kind = "ws"
     outbox: Outbox | None = None
-    sender: asyncio.Task | None = None
+    sender: Sender | None = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         raw = self.get_argument("after", None)
@@ -58,14 +58,16 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         self.set_nodelay(True)
         self.last_sent = 0  # highest seq sent: live events at or below it are not sent twice
         self.outbox = Outbox(self.application.settings["outbox_limit"])
+        # Each message is written the moment it is queued (servers.feed.outbox); a failed write
+        # means the connection is gone, and on_close cleans up.
+        self.sender = Sender(self.outbox, self._write, lambda error: None)
         self.application.subscribers.add(self)
         after = self.get_argument("after", None)
         if after is not None:
-            self.outbox.put(_Replay(int(after)))
-        self.sender = asyncio.ensure_future(self._send_loop())
+            self.sender.send(_Replay(int(after)))
 
     def deliver(self, event: dict) -> None:
-        if not self.outbox.put(event) and not self.outbox.closed:
+        if not self.sender.send(event) and not self.outbox.closed:
             self.application.count_dropped(self)
             self.application.subscribers.discard(self)
             self.outbox.close()
@@ -73,33 +75,40 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
 
     def notify(self, message: dict) -> None:
         """Queue a non-event message (it has ``type``, never ``seq``)."""
-        self.outbox.put(message)
+        self.sender.send(message)
 
-    async def _send_loop(self) -> None:
-        buffer = self.application.buffer
-        try:
-            while True:
-                item = await self.outbox.get()
-                if item is None:
-                    return
-                if isinstance(item, _Replay):
-                    events, missed = buffer.since(item.after)
-                    if missed:
-                        await self._send({"type": "gap", "missed": missed})
-                    for event in events:
-                        await self._send(event)
-                        self.last_sent = max(self.last_sent, event["seq"])
-                elif "seq" in item:
-                    if item["seq"] > self.last_sent:
-                        await self._send(item)
-                        self.last_sent = item["seq"]
-                else:
-                    await self._send(item)
-        except tornado.websocket.WebSocketClosedError:
-            pass
+    def _write(self, item: Any) -> "asyncio.Future | None":
+        """Write one outbox item; returns the future of the last frame written (None: nothing)."""
+        if isinstance(item, _Replay):
+            events, missed = self.application.buffer.since(item.after)
+            written = self._send_text(json.dumps({"type": "gap", "missed": missed}).encode()) if missed else None
+            for event in events:  # asked for: sent again even if sent before
+                written = self._send_event(event)
+            return written
+        if "seq" not in item:
+            return self._send_text(json.dumps(item, separators=(",", ":")).encode())
+        # a live event: not if a replay already sent it
+        return self._send_event(item) if item["seq"] > self.last_sent else None
 
-    async def _send(self, message: dict) -> None:
-        await self.write_message(json.dumps(message, separators=(",", ":")))
+    def _send_event(self, event: dict) -> "asyncio.Future":
+        self.last_sent = max(self.last_sent, event["seq"])
+        return self._send_text(self.application.buffer.encoded(event, "ws", _utf8_json))
+
+    def _send_text(self, payload: bytes) -> "asyncio.Future":
+        """Write one text frame; returns the stream's future, done at once when the socket took it.
+
+        Tornado's ``write_message`` wraps every write in a new Task (its "semi-synchronous"
+        interface), and a Task per subscriber per event was most of a fan-out's cost; the frame
+        writer beneath it returns the stream's own future. Used only where it is that simple:
+        no per-message compression negotiated.
+        """
+        conn = self.ws_connection
+        if conn is None or conn.is_closing():
+            raise tornado.websocket.WebSocketClosedError()
+        write_frame = getattr(conn, "_write_frame", None)
+        if write_frame is None or getattr(conn, "_compressor", None) is not None:
+            return self.write_message(payload.decode())
+        return write_frame(True, 0x1, payload)
 
     def on_message(self, message: str | bytes) -> None:
         if self.outbox is None:  # refused at open: closing
@@ -121,7 +130,7 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
             after = msg["after"]
             if not isinstance(after, int) or isinstance(after, bool) or after < 0:
                 return self.notify(_error("bad_message", f"'after' must be an integer >= 0, not {after!r}."))
-            self.outbox.put(_Replay(after))
+            self.sender.send(_Replay(after))
         else:
             self.notify(_error("bad_message", 'Send {"after": N} to replay or {"publish": <data>} to publish.'))
 
@@ -129,6 +138,10 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         self.application.subscribers.discard(self)
         if self.outbox is not None:
             self.outbox.close()
+
+
+def _utf8_json(event: dict) -> bytes:
+    return json.dumps(event, separators=(",", ":")).encode()
 
 
 def _error(code: str, detail: str) -> dict:

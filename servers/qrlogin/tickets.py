@@ -24,6 +24,11 @@ seconds, so the API can tell an expired ticket (410) from one that never existed
 past ``expires_at`` is moved to ``expired`` (a new version, so it is pushed like any change) by
 the first server that looks at it: every transition runs in one Lua script, atomic in Redis, so
 two servers racing on the same ticket cannot both win.
+
+With a change log (the ``streams`` fix sets :attr:`TicketStore.log`), the same script also
+appends the change's event to the ticket's Redis Stream. State and log are then one atomic step:
+a server that dies after the change cannot leave a state the log never had (with the append as
+a second round trip it could, and a browser resuming from the log would miss that change).
 """
 from __future__ import annotations
 
@@ -31,12 +36,12 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 STATES = ("pending", "scanned", "confirmed", "redeemed", "expired")
 TERMINAL = ("redeemed", "expired")
 
-__all__ = ["STATES", "TERMINAL", "Ticket", "TicketStore", "TransitionRefused", "new_ticket_id", "fingerprint"]
+__all__ = ["STATES", "TERMINAL", "Ticket", "TicketStore", "ChangeLog", "TransitionRefused", "new_ticket_id", "fingerprint"]
 
 
 def new_ticket_id() -> str:
@@ -79,6 +84,16 @@ class Ticket:
                    float(raw["expires_at"]), raw)
 
 
+@dataclass
+class ChangeLog:
+    """Where the transition script appends each change: ``key(ticket_id)`` names the ticket's
+    Redis Stream, capped at about ``maxlen`` entries and kept ``ttl_ms`` after its last change."""
+
+    key: Callable[[str], str]
+    maxlen: int
+    ttl_ms: int
+
+
 class TransitionRefused(Exception):
     """A state change the ticket's current state (or its owner) does not allow.
 
@@ -94,9 +109,13 @@ class TransitionRefused(Exception):
         self.expired_event = expired_event
 
 
-# One atomic step: check the state (and owner), lazily expire, change state, bump the version.
-# KEYS[1] ticket hash. ARGV: 1 allowed from-states (space separated), 2 new state ('' = only check
-# expiry), 3 now, 4 field to check ('' = none), 5 the value it must have, 6.. field/value pairs to set.
+# One atomic step: check the state (and owner), lazily expire, change state, bump the version,
+# and (with a log) append the change's event to the ticket's stream.
+# KEYS[1] ticket hash, KEYS[2] (optional) its stream. ARGV: 1 allowed from-states (space
+# separated), 2 new state ('' = only check expiry), 3 now, 4 field to check ('' = none), 5 the
+# value it must have, 6 ticket id, 7 stream MAXLEN, 8 stream lifetime (ms), 9.. field/value pairs.
+# The event is written as Python's json.dumps(Ticket.event()) writes it: ``at`` is ARGV[3] as sent
+# (Python's repr of the float), and ticket ids are URL-safe, so nothing needs escaping.
 _TRANSITION = """
 local raw = redis.call('HGETALL', KEYS[1])
 if #raw == 0 then return {'missing'} end
@@ -104,9 +123,18 @@ local t = {}
 for i = 1, #raw, 2 do t[raw[i]] = raw[i + 1] end
 local now = tonumber(ARGV[3])
 local version = tonumber(t['version'])
+local function log(state)
+  if KEYS[2] == nil then return end
+  local event = '{"ticket":"' .. ARGV[6] .. '","state":"' .. state .. '","version":' .. version
+                .. ',"at":' .. ARGV[3] .. '}'
+  -- pcall: an entry for this version already logged is no reason to undo the change
+  redis.pcall('XADD', KEYS[2], 'MAXLEN', '~', ARGV[7], version .. '-0', 'event', event)
+  redis.call('PEXPIRE', KEYS[2], ARGV[8])
+end
 if t['state'] ~= 'redeemed' and t['state'] ~= 'expired' and now >= tonumber(t['expires_at']) then
   version = version + 1
   redis.call('HSET', KEYS[1], 'state', 'expired', 'version', version, 'at', ARGV[3])
+  log('expired')
   return {'expired_now', tostring(version)}
 end
 if ARGV[2] == '' then return {'unchanged'} end
@@ -118,7 +146,8 @@ if ARGV[4] ~= '' and t[ARGV[4]] ~= ARGV[5] then return {'mismatch', ARGV[4]} end
 if t['state'] == ARGV[2] then return {'same', tostring(version)} end
 version = version + 1
 redis.call('HSET', KEYS[1], 'state', ARGV[2], 'version', version, 'at', ARGV[3])
-for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 9, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+log(ARGV[2])
 return {'ok', tostring(version)}
 """
 
@@ -136,9 +165,19 @@ class TicketStore:
         self.grace = float(grace)
         self.namespace = namespace
         self._transition = redis.register_script(_TRANSITION)
+        self.log: ChangeLog | None = None  # set by the streams fix: changes are logged atomically
 
     def key(self, ticket_id: str) -> str:
         return f"{self.namespace}:ticket:{ticket_id}"
+
+    def _run(self, ticket_id: str, args: list[str]):
+        """Run the transition script: ``args`` are ARGV 1-5, field/value pairs follow."""
+        keys = [self.key(ticket_id)]
+        log = ["", "0", "0"]
+        if self.log is not None:
+            keys.append(self.log.key(ticket_id))
+            log = [ticket_id, str(self.log.maxlen), str(self.log.ttl_ms)]
+        return self._transition(keys=keys, args=[*args[:5], *log, *args[5:]])
 
     async def create(self, *, bind_secret: str, ip: str, ua: str, scan_url_for, created_by: str) -> Ticket:
         """A new pending ticket (version 1). ``scan_url_for(id)`` builds the URL the QR encodes."""
@@ -156,7 +195,7 @@ class TicketStore:
 
     async def get(self, ticket_id: str) -> tuple[Ticket | None, dict | None]:
         """The ticket now (None if unknown), and the ``expired`` event if this read expired it."""
-        result = await self._transition(keys=[self.key(ticket_id)], args=["", "", repr(time.time()), "", ""])
+        result = await self._run(ticket_id, ["", "", repr(time.time()), "", ""])
         if result[0] == "missing":
             return None, None
         ticket = await self._read(ticket_id)
@@ -179,7 +218,7 @@ class TicketStore:
         args = [" ".join(allowed_from), to, repr(time.time()), *(check or ("", ""))]
         for name, value in (set_fields or {}).items():
             args += [name, value]
-        result = await self._transition(keys=[self.key(ticket_id)], args=args)
+        result = await self._run(ticket_id, args)
         outcome = result[0]
         ticket = await self._read(ticket_id) if outcome != "missing" else None
         if outcome in ("ok", "same") and ticket is not None:

@@ -3,7 +3,10 @@
 The idea
 --------
 Every state change of ticket X is appended to the Redis Stream ``<ns>:stream:X`` with
-``XADD``, and the entry's id *is* the ticket's version (``3-0`` for version 3). A server holding
+``XADD``, and the entry's id *is* the ticket's version (``3-0`` for version 3). The append runs
+inside the ticket's transition script (``tickets.py``), so a state and its log entry are written
+in one atomic step: a server killed between "state changed" and "change logged" cannot exist,
+and no browser resuming from the log can miss a change the store already has. A server holding
 a browser channel for X follows the stream with a blocking ``XREAD`` from the last id it has
 seen, and hands each entry to its local channels. Because the log is kept (for the ticket's
 lifetime: the key expires with the ticket), a browser that was away - its connection dropped,
@@ -14,14 +17,14 @@ the events it missed, in order. That is the whole difference from the ``pubsub``
 
 Redis commands, per state change and per channel::
 
-    publish   XADD qr:stream:X MAXLEN ~ 32 3-0 event '{"ticket":..,"version":3,..}'  + PEXPIRE (one round trip)
+    publish   XADD qr:stream:X MAXLEN ~ 32 3-0 event '{"ticket":..,"version":3,..}'  + PEXPIRE
+              (inside the transition's EVALSHA: no round trip of its own)
     follow    XREAD BLOCK 0 COUNT 100 STREAMS qr:stream:X 2-0     (a loop per ticket held here)
     resume    XRANGE qr:stream:X 3-0 +                              (history after version 2)
 
 Using the version as the entry id makes the mapping to SSE exact (``Last-Event-ID: 2`` →
-``XRANGE key 3-0 +``) and makes publishing idempotent: a second ``XADD`` of version 3 is
-refused by Redis ("equal or smaller than the top item"), so a change is logged once even if
-two servers both publish it.
+``XRANGE key 3-0 +``), and a version is logged once: Redis refuses a second ``XADD`` of
+version 3 ("equal or smaller than the top item").
 
 Who does it this way
 --------------------
@@ -44,9 +47,8 @@ Failure modes
 * Redis down: nothing works (ticket state lives there too); the follow loops retry with a
   growing pause and resume from their last id when Redis is back (a restarted Redis with no
   persistence has lost the tickets as well, so only new logins matter then).
-* Two servers publishing different versions of one ticket at the same instant may reach Redis
-  out of order; the older one is refused (``stats["stale_publish"]``) - the newer state wins,
-  as it does for a channel anyway.
+* Two servers changing one ticket at the same instant: the transition script runs one at a
+  time in Redis, so the log has the versions in order, each once.
 * One blocked Redis connection per ticket followed per server: fine for logins (seconds each),
   costly for millions of idle subscriptions. Socket.IO's adapter uses one stream and one
   ``XREAD`` per node instead, at the cost of every node reading every event. A loop lingers
@@ -57,7 +59,7 @@ Failure modes
 
 ``stats`` (per server, for lesson 08): ``redis_commands`` this fix sent, ``bytes_out`` /
 ``bytes_in`` (event JSON to / from Redis), ``messages_out`` / ``messages_in``,
-``replayed`` (events served from the log on resume), ``redis_errors``, ``stale_publish``.
+``replayed`` (events served from the log on resume), ``redis_errors``.
 """
 from __future__ import annotations
 
@@ -68,6 +70,7 @@ import logging
 import redis.exceptions
 
 from servers.qrlogin.push import Event, PushHub
+from servers.qrlogin.tickets import ChangeLog
 
 __all__ = ["StreamsHub", "stream_id"]
 
@@ -95,6 +98,8 @@ class StreamsHub(PushHub):
         # loop would cost a new Redis connection (the cancelled XREAD took the old one with it).
         self.linger_s = float(app.settings.get("streams_linger_s", 2.0))
         self.stopped = False
+        # Every change the store makes is appended to the ticket's stream in the same script.
+        app.tickets.log = ChangeLog(self.key, STREAM_MAXLEN, self.log_ttl_ms)
 
     def key(self, ticket: str) -> str:
         return f"{self.app.namespace}:stream:{ticket}"
@@ -120,26 +125,17 @@ class StreamsHub(PushHub):
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    # -- publish: append to the log -------------------------------------------------------------
+    # -- publish: the log already has it -------------------------------------------------------
 
     async def publish(self, ticket: str, event: Event) -> None:
+        """The transition script has appended ``event`` to the stream (with the state change);
+        the follow loops of every server hand it on. Our own channels need not wait for that."""
         self.stats["published"] += 1
-        payload = json.dumps(event, separators=(",", ":"))
-        async with self.app.redis.pipeline(transaction=False) as pipe:
-            pipe.xadd(self.key(ticket), {"event": payload}, id=stream_id(event["version"]),
-                      maxlen=STREAM_MAXLEN, approximate=True)
-            pipe.pexpire(self.key(ticket), self.log_ttl_ms)
-            added, _ = await pipe.execute(raise_on_error=False)
-        self.stats["redis_commands"] += 2
+        self.stats["redis_commands"] += 2  # XADD + PEXPIRE, run by Redis inside the transition
         self.stats["messages_out"] += 1
-        self.stats["bytes_out"] += len(payload)
-        if isinstance(added, redis.exceptions.ResponseError):
-            # Already logged (the same version published twice) or older than the log's top.
-            self.stats["stale_publish"] += 1
-        elif isinstance(added, Exception):
-            raise added
+        self.stats["bytes_out"] += len(json.dumps(event, separators=(",", ":")))
         if ticket in self.channels:
-            self.deliver_local(event)  # our own channels need not wait for the XREAD round trip
+            self.deliver_local(event)
 
     # -- history: what a (re)opening channel is owed ---------------------------------------------
 
