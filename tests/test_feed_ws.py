@@ -81,6 +81,31 @@ def test_binary_frame_is_closed_1003(feed):
     assert info.value.rcvd.code == 1003
 
 
+def test_a_message_over_the_limit_gets_a_clean_1009_even_with_more_behind_it(feed):
+    """Read whole and refused with a close handshake: no reset that could swallow the close frame
+    (Tornado's own limit, 4x ours here, drops the connection at once with the message unread)."""
+    for _ in range(10):
+        with connect(feed.ws_url + "/feed/ws", max_size=None) as ws:
+            ws.send("x" * 70_000)
+            ws.send('{"after": 0}')  # already on its way when the server refuses the first
+            with pytest.raises(ConnectionClosed) as info:
+                while True:
+                    ws.recv(timeout=5)
+        assert info.value.rcvd is not None and info.value.rcvd.code == 1009, info.value
+        assert "more than 65536 bytes" in info.value.rcvd.reason
+
+
+def test_far_over_the_limit_the_connection_is_dropped_and_the_server_serves_on(feed):
+    with connect(feed.ws_url + "/feed/ws", max_size=None) as ws:
+        with pytest.raises(ConnectionClosed):
+            ws.send("x" * 1_000_000)  # over 4 x 64 KB: Tornado stops reading it
+            while True:
+                ws.recv(timeout=5)
+    with connect(feed.ws_url + "/feed/ws") as ws:
+        ws.send(json.dumps({"publish": "after"}))
+        assert recv(ws)["seq"] == 1
+
+
 def test_message_over_64kb_is_closed_1009(feed):
     with connect(feed.ws_url + "/feed/ws", max_size=None) as ws:
         ws.send(json.dumps({"publish": "x" * (64 * 1024)}))

@@ -21,6 +21,12 @@ PAGE_NAMES = ("poll", "longpoll", "sse", "ws", "stomp")
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
           ".css": "text/css; charset=utf-8"}
 
+# Served as they are: the index, scripts and styles (the other pages are templates, rendered by name).
+# Found by the route fuzz: looking up any requested name on disk failed on one longer than the
+# file system allows ("File name too long", a 500).
+STATIC_FILES = frozenset(p.name for p in PAGES_DIR.iterdir() if p.suffix in _TYPES and
+                         (p.suffix != ".html" or p.name == "index.html"))
+
 
 class PageHandler(BaseHandler):
     def get_template_path(self) -> str:
@@ -32,10 +38,9 @@ class PageHandler(BaseHandler):
             self.render(f"{name}.html")
             return
         filename = "index.html" if name == "" else name
+        if filename not in STATIC_FILES:  # a fixed set: the request never names a path to look up
+            raise ApiError(404, "not_found", f"No page {name[:100]!r}; try one of: {', '.join(PAGE_NAMES)}.")
         path = PAGES_DIR / filename
-        is_template = path.suffix == ".html" and filename != "index.html"  # served rendered, by name
-        if is_template or not path.is_file() or path.suffix not in _TYPES:
-            raise ApiError(404, "not_found", f"No page {name!r}; try one of: {', '.join(PAGE_NAMES)}.")
         self.set_header("Content-Type", _TYPES[path.suffix])
         self.finish(path.read_bytes())
 

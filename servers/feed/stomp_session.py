@@ -108,7 +108,7 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
 
     # --- receiving ----------------------------------------------------------------------------
     async def on_message(self, message: str | bytes) -> None:
-        if self.outbox.closed:
+        if self.outbox.closed or self.message_too_big(message):  # closing (with 1009 if too big)
             return
         if not self.message_allowed():
             return self._fail("rate limit exceeded", self.rate_limit_reason(), 1008)

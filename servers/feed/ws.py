@@ -111,7 +111,7 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         return write_frame(True, 0x1, payload)
 
     def on_message(self, message: str | bytes) -> None:
-        if self.outbox is None:  # refused at open: closing
+        if self.outbox is None or self.message_too_big(message):  # refused at open, or closing with 1009
             return
         if not self.message_allowed():
             self.close(1008, self.rate_limit_reason())

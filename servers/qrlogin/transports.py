@@ -215,6 +215,8 @@ class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHa
             self.close(1000, event["state"])
 
     async def on_message(self, message) -> None:
+        if self.message_too_big(message):  # closing with 1009
+            return
         if not self.message_allowed():
             self.close(1008, self.rate_limit_reason())
             return
