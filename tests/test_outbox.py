@@ -1,8 +1,11 @@
-"""The outbox and its task-free Sender: one write in flight, order kept, a failed write ends it."""
+"""The outbox and its task-free Sender: one write in flight, order kept, a failed write ends it.
+
+Run on the server loop (``runtime.run``): another test may leave this thread with a running loop."""
 from __future__ import annotations
 
 import asyncio
 
+from servers import runtime
 from servers.feed.outbox import Outbox, Sender
 
 
@@ -32,7 +35,7 @@ def test_a_socket_that_takes_everything_gets_every_message_at_once():
         accepted = [sender.send(i) for i in range(10)]
         return socket.written, len(outbox), all(accepted)
 
-    assert asyncio.run(scenario()) == (list(range(10)), 0, True)
+    assert runtime.run(scenario()) == (list(range(10)), 0, True)
 
 
 def test_a_stalled_socket_holds_one_write_and_queues_up_to_the_limit():
@@ -45,7 +48,7 @@ def test_a_stalled_socket_holds_one_write_and_queues_up_to_the_limit():
         await asyncio.sleep(0)  # the done-callback runs on the next loop turn
         return stalled, list(socket.written)
 
-    (written, queued, accepted), after = asyncio.run(scenario())
+    (written, queued, accepted), after = runtime.run(scenario())
     assert written == [0] and queued == 3 and accepted == [True, True, True, True, False, False]
     assert after == [0, 1]
 
@@ -61,5 +64,5 @@ def test_a_failed_write_ends_the_sending_and_is_reported_once():
         sender.send(3)
         return socket.written, errors
 
-    written, errors = asyncio.run(scenario())
+    written, errors = runtime.run(scenario())
     assert written == [0] and len(errors) == 1 and isinstance(errors[0], ConnectionResetError)
