@@ -457,3 +457,27 @@ def test_lazy_expiry_is_logged_too(redis_url):
     expired_event, entries = runtime.run(expire())
     assert expired_event["state"] == "expired" and expired_event["version"] == 2
     assert [json.loads(fields["event"]) for _, fields in entries] == [expired_event]
+
+
+def test_a_local_publish_never_skips_ahead_of_the_channel(pair):
+    """The server that makes change 3 holds a channel that has only version 1 (its follow loop is
+    behind, e.g. retrying after a Redis restart): handing it 3 now would make it drop 2 when the
+    loop brings it. It gets 3 only once it has 2 (the loop delivers both, in order)."""
+    a, _ = pair()
+
+    async def scenario():
+        ticket = (await AsyncBrowser(a.url, "sse").create_ticket())["ticket"]
+        got = []
+        sub = a.app.push.subscribe(ticket, lambda event: got.append(event["version"]), after=1)
+        try:
+            event = {"ticket": ticket, "at": 0.0}
+            await a.app.push.publish(ticket, {**event, "state": "confirmed", "version": 3})
+            skipped = list(got)
+            await a.app.push.publish(ticket, {**event, "state": "scanned", "version": 2})
+            await a.app.push.publish(ticket, {**event, "state": "confirmed", "version": 3})
+            return skipped, got
+        finally:
+            sub.close()
+
+    skipped, got = runtime.run(scenario())
+    assert skipped == [] and got == [2, 3]

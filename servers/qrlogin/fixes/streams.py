@@ -134,8 +134,13 @@ class StreamsHub(PushHub):
         self.stats["redis_commands"] += 2  # XADD + PEXPIRE, run by Redis inside the transition
         self.stats["messages_out"] += 1
         self.stats["bytes_out"] += len(json.dumps(event, separators=(",", ":")))
-        if ticket in self.channels:
-            self.deliver_local(event)
+        # A channel here that has the change before this one gets this one now; one that lacks it
+        # (the follow loop is behind, e.g. retrying after a Redis restart) waits for the loop, which
+        # hands it both in order: delivered now, this one would make it drop the earlier one.
+        version = int(event["version"])
+        for sub in list(self.channels.get(ticket, ())):
+            if sub.last_version == version - 1 and sub.deliver(event):
+                self.stats["delivered"] += 1
 
     # -- history: what a (re)opening channel is owed ---------------------------------------------
 
