@@ -75,6 +75,16 @@ def _stop_servers():
     servers.stop_all()
 
 
+def fill_a_stalled_socket(app) -> int:
+    """Publish, in one loop turn, one event larger than the kernel's socket buffers (the write to a
+    client that reads nothing waits), then 9 small ones: with ``outbox_limit=3``, 3 wait in the
+    outbox and the 4th finds it full. Returns how many connections were dropped as too slow."""
+    app.publish("x" * 16_000_000)
+    for i in range(9):
+        app.publish(i)
+    return app.dropped_slow
+
+
 def nginx_path() -> str | None:
     return shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or None
 

@@ -10,6 +10,8 @@ from servers.clients.feed import wait_until
 from servers.feed.app import start_feed
 from servers.wire.sse import SSEParser
 
+from tests.conftest import fill_a_stalled_socket
+
 
 
 
@@ -158,13 +160,7 @@ def test_slow_consumer_is_dropped_and_can_resume():
         stalled = Reader(feed.url + "/feed/sse")  # reads the response head, then nothing
         wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 1)
 
-        def burst(app):
-            app.publish("x" * 16_000_000)  # the socket takes a few MB of it; the write waits
-            for i in range(9):  # 3 wait in the outbox, the 4th finds it full
-                app.publish(i)
-            return app.dropped_slow
-
-        assert feed.call(burst) == 1
+        assert feed.call(fill_a_stalled_socket) == 1
         wait_until(lambda: feed.call(lambda app: app.stats()["sse"]) == 0)
         stalled.close()
         resumed = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": "1"})

@@ -15,6 +15,8 @@ from servers.clients.feed import wait_until
 from servers.feed.app import start_feed
 from servers.wire.websocket import parse_frame_header
 
+from tests.conftest import fill_a_stalled_socket
+
 
 
 
@@ -180,13 +182,7 @@ def test_slow_consumer_is_closed_1008():
         try:
             wait_until(lambda: feed.call(lambda app: app.stats()["ws"]) == 1)
 
-            def burst(app):
-                app.publish("x" * 16_000_000)  # the socket takes a few MB of it; the write waits
-                for i in range(9):  # 3 wait in the outbox, the 4th finds it full
-                    app.publish(i)
-                return app.dropped_slow
-
-            assert feed.call(burst) == 1
+            assert feed.call(fill_a_stalled_socket) == 1
             frames = read_frames(sock)  # the tab wakes up: the big event, then the close
         finally:
             sock.close()
