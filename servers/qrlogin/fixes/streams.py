@@ -20,7 +20,7 @@ Redis commands, per state change and per channel::
     publish   XADD qr:stream:X MAXLEN ~ 32 3-0 event '{"ticket":..,"version":3,..}'  + PEXPIRE
               (inside the transition's EVALSHA: no round trip of its own)
     follow    XREAD BLOCK 0 COUNT 100 STREAMS qr:stream:X 2-0     (a loop per ticket held here)
-    resume    XRANGE qr:stream:X 3-0 +                              (history after version 2)
+    open      XRANGE qr:stream:X 3-0 +     (history after version 2; a fresh channel: from 1-0)
 
 Using the version as the entry id makes the mapping to SSE exact (``Last-Event-ID: 2`` →
 ``XRANGE key 3-0 +``), and a version is logged once: Redis refuses a second ``XADD`` of
@@ -145,16 +145,18 @@ class StreamsHub(PushHub):
     # -- history: what a (re)opening channel is owed ---------------------------------------------
 
     async def history(self, ticket: str, after: int = 0) -> list[Event]:
-        """A fresh channel (``after`` = 0) gets the current state; a resuming one every logged
-        event with a version above ``after``, then the current state if the log lacks it."""
+        """Every logged event with a version above ``after`` (a fresh channel, ``after`` = 0: the
+        whole log), then the current state if the log lacks it (a new ticket has no log yet).
+
+        The whole log for a fresh channel, not just the current state, because that is what the
+        follow loop, which starts from the oldest version its channels have, delivers anyway:
+        with the two agreeing, what a channel shows does not depend on which reply comes first."""
         current, expired_event = await self.app.tickets.get(ticket)
         if expired_event is not None:
             await self.publish(ticket, expired_event)
         if current is None or current.version <= after:
             return []
-        if after <= 0:
-            return [current.event()]
-        entries = await self.app.redis.xrange(self.key(ticket), min=stream_id(after + 1), max="+")
+        entries = await self.app.redis.xrange(self.key(ticket), min=stream_id(max(after, 0) + 1), max="+")
         self.stats["redis_commands"] += 1
         events = self._decode(entries)
         self.stats["replayed"] += len(events)
