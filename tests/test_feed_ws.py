@@ -89,8 +89,8 @@ def test_a_message_over_the_limit_gets_a_clean_1009_even_with_more_behind_it(fee
     for _ in range(10):
         with connect(feed.ws_url + "/feed/ws", max_size=None) as ws:
             ws.send("x" * 70_000)
-            ws.send('{"after": 0}')  # already on its way when the server refuses the first
             with pytest.raises(ConnectionClosed) as info:
+                ws.send('{"after": 0}')  # on its way when the server refuses the first (or refused: closed)
                 while True:
                     ws.recv(timeout=5)
         assert info.value.rcvd is not None and info.value.rcvd.code == 1009, info.value

@@ -60,14 +60,14 @@ class Outbox:
         """The next message, or ``None`` when nothing is queued (never waits)."""
         return self._items.popleft() if self._items else None
 
-    async def get(self, timeout: float | None = None) -> Any:
-        """The next message, ``None`` when closed; raises ``TimeoutError`` after ``timeout`` s idle."""
+    async def get(self) -> Any:
+        """The next message, waiting for one; ``None`` when closed."""
         while not self._items:
             if self.closed:
                 return None
             self._waiter = asyncio.get_running_loop().create_future()
             try:
-                await asyncio.wait_for(self._waiter, timeout)
+                await self._waiter
             finally:
                 self._waiter = None
         return self._items.popleft()
@@ -103,13 +103,8 @@ class Sender:
             return True
         if not self.outbox.put(item):
             return False
-        self.kick()
+        self._drain()  # writes nothing while a write waits for the socket
         return True
-
-    def kick(self) -> None:
-        """Write what is queued, unless a write is already waiting for the socket."""
-        if self.in_flight is None and not self.failed:
-            self._drain()
 
     def _written(self, future: asyncio.Future) -> None:
         self.in_flight = None
