@@ -21,7 +21,7 @@ test: $(STAMP)                     ## run every test (notebooks included)
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 
 lessons: $(STAMP)                  ## execute every lesson headless; rendered HTML in build/
-	$(BIN)/python -m servers.lessons build/
+	$(BIN)/python -m grading.lessons build/
 
 exercises: $(STAMP)                ## regenerate exercises/ from solutions/
 	$(BIN)/python -m grading generate

@@ -14,7 +14,7 @@ servers are separate processes (``python -m servers qrlogin``), behind the balan
   most open browser channels is killed (SIGKILL) and taken out of the balancer. Browsers whose
   channel died reconnect with jittered back-off and resume (``Last-Event-ID``).
 
-Each login is driven by :func:`servers.faults.run_logins` (free-running), so "lost" means the
+Each login is driven by :func:`lab.lessons.faults.run_logins` (free-running), so "lost" means the
 same as in lesson 09: a state change (scanned, confirmed) that never reached the browser.
 ``failed_redeem`` counts logins whose redeem was in flight on the killed server: the server
 redeemed the ticket and died before answering, so the browser's retry is refused (409, single
@@ -42,7 +42,7 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from servers import faults  # noqa: E402
+from lab.lessons import faults  # noqa: E402
 from servers.cluster import start_cluster  # noqa: E402
 from servers.redisproc import start_redis  # noqa: E402
 

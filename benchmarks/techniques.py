@@ -9,7 +9,7 @@ Usage (from the repository root)::
 The server is ``python -m servers feed --port 0`` in a process of its own (a fresh one per
 technique), so its CPU time, memory and file descriptors (``psutil``) are its own; the
 subscribers, the wire tap and the publisher run in this process, on loopback. The measurement
-code is :mod:`servers.lessons_support.comparison`, the same that lesson 06 calls.
+code is :mod:`lab.lessons.comparison`, the same that lesson 06 calls.
 
 Writes three CSV files (``--out`` names the first; the others sit beside it):
 
@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from servers.lessons_support.comparison import TECHNIQUES, sweep, sweep_points  # noqa: E402
+from lab.lessons.comparison import TECHNIQUES, sweep, sweep_points  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 LATENCY_SAMPLE = 300  # per-event latencies kept per point (a seeded sample), for CDFs

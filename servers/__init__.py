@@ -15,22 +15,26 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from servers import _moved
 from servers.runtime import ServerApp, ServerHandle, call, running, serve, stop_all
+
+_moved.install()
 
 # public name -> module that defines it
 _LAZY = {
     "start_feed": "servers.feed.app",
     "FeedApp": "servers.feed.app",
-    "start_tap": "servers.tap",
-    "Tap": "servers.tap",
     "start_redis": "servers.redisproc",
     "start_qrlogin": "servers.qrlogin.app",
     "QRLoginApp": "servers.qrlogin.app",
     "start_balancer": "servers.balancer",
     "start_cluster": "servers.cluster",
-    "show": "servers.display",
-    "browser_url": "servers.display",
     "start_tour": "servers.tour",
+    # moved to the lab package (``lab.start_tap``, ``lab.show``); kept here for one release
+    "start_tap": "lab.tap",
+    "Tap": "lab.tap",
+    "show": "lab.display",
+    "browser_url": "lab.display",
 }
 
 __all__ = ["ServerApp", "ServerHandle", "call", "running", "serve", "stop_all", *_LAZY]

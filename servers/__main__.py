@@ -1,4 +1,4 @@
-"""``python -m servers feed|qrlogin|balancer|cluster ...`` (BRIEF §4).
+"""``python -m servers feed|qrlogin|balancer|cluster|gateway ...``: the servers outside Jupyter.
 
 Each sub-command lives in its own module, imported only when used, that provides
 ``add_arguments(parser)`` and ``main(args) -> int``.
@@ -13,7 +13,8 @@ COMMANDS = {
     "feed": ("servers.feed.cli", "the feed server: one event stream by every push technique"),
     "qrlogin": ("servers.qrlogin.cli", "the QR-login app server"),
     "balancer": ("servers.balancer.cli", "a load balancer in front of backends"),
-    "cluster": ("servers.cluster_cli", "N QR-login servers (processes) behind a balancer"),
+    "cluster": ("servers.cluster.cli", "N QR-login servers (processes) behind a balancer"),
+    "gateway": ("servers.qrlogin.fixes.gateway_tier", "the push tier of the gateway fix"),
 }
 
 

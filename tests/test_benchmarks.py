@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from servers.lessons_support import comparison
+from lab.lessons import comparison
 from servers.wire.sse import encode_event
 from servers.wire.websocket import encode_frame
 

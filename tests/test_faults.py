@@ -1,6 +1,6 @@
 """Fault injection (issue 7): for each fault × fix, the counts of lost, duplicated and late logins.
 
-The scenarios are lockstep (``servers.faults``): every browser holds its channel before the fault,
+The scenarios are lockstep (``lab.lessons.faults``): every browser holds its channel before the fault,
 the phone acts after it, and a browser whose channel died reconnects once the phone is done. So
 which logins are hit is known from where their channels were, and each count below is exact:
 
@@ -20,9 +20,9 @@ import random
 import pandas as pd
 import pytest
 
-from servers import faults
+from lab.lessons import faults
 from servers.cluster import start_cluster
-from servers.plots import UnitMissing
+from lab.plots import UnitMissing
 
 N = 6  # logins per scenario: enough that both servers hold channels
 

@@ -20,7 +20,7 @@ import requests
 from servers import runtime
 from servers.clients.qr import TRANSPORTS, AsyncBrowser, AsyncPhone, login_many
 from servers.cluster import start_cluster
-from servers.gateway import GatewayApp, start_gateway
+from servers.qrlogin.fixes.gateway_tier import GatewayApp, start_gateway
 from servers.qrlogin.app import start_qrlogin
 from servers.qrlogin.fixes.gateway import GatewayHub, gateways_key, secret_key
 from servers.redisproc import start_redis
@@ -204,7 +204,7 @@ def test_stop_closes_the_publisher(tier):
 
 def test_cli_prints_its_url_and_stops_on_sigterm(redis_server):
     root = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen([sys.executable, "-m", "servers.gateway", "--port", "0", "--redis", redis_server.url],
+    process = subprocess.Popen([sys.executable, "-m", "servers", "gateway", "--port", "0", "--redis", redis_server.url],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root)
     try:
         info = json.loads(process.stdout.readline())

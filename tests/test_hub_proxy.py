@@ -11,8 +11,8 @@ does, and then opens our pages only through the proxy:
   to the server directly as a phone on the LAN would; the QR encodes the proxied phone URL;
 * the phone page works through the proxy too (a phone logged in to the hub);
 * every feed demo page receives a published event and publishes one itself;
-* a lesson cell run in a kernel of that Jupyter server gets from ``servers.browser_url`` /
-  ``servers.show`` exactly the proxied URL, from ``JUPYTERHUB_SERVICE_PREFIX`` as on a hub.
+* a lesson cell run in a kernel of that Jupyter server gets from ``lab.browser_url`` /
+  ``lab.show`` exactly the proxied URL, from ``JUPYTERHUB_SERVICE_PREFIX`` as on a hub.
 
 WebSocket and Tornado's origin check: jupyter-server-proxy copies the browser's request headers,
 ``Host`` and ``Origin`` included, into its own handshake with the backend, so Origin and Host
@@ -37,7 +37,7 @@ import pytest
 import requests
 
 from servers.clients.qr import Phone
-from servers.display import BASE_URL_SETTING, browser_url, proxy_base, show
+from lab.display import BASE_URL_SETTING, browser_url, proxy_base, show
 from servers.feed.app import start_feed
 from servers.qrlogin import start_qrlogin
 
@@ -421,16 +421,16 @@ def test_feed_page_through_jupyter_server_proxy(jupyter, hub_page, name):
 # A lesson cell in a kernel of the hub's server.
 
 LESSON_CELL = """
-import json, servers
+import json, lab, servers
 qr = servers.start_qrlogin("lesson")
-servers.show(qr, "/login?transport=ws")
-print(json.dumps({"url": qr.url, "port": qr.port, "browser_url": servers.browser_url(qr, "/login?transport=ws")}))
+lab.show(qr, "/login?transport=ws")
+print(json.dumps({"url": qr.url, "port": qr.port, "browser_url": lab.browser_url(qr, "/login?transport=ws")}))
 """
 
 
 @pytest.mark.browser
 def test_lesson_cell_in_a_hub_kernel_shows_the_proxied_page(jupyter, hub_page):
-    """``servers.show`` in a kernel of the hub's server links and frames the proxied URL, which logs in."""
+    """``lab.show`` in a kernel of the hub's server links and frames the proxied URL, which logs in."""
     page = hub_page
     kernel = jupyter.start_kernel()
     try:

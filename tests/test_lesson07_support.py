@@ -1,4 +1,4 @@
-"""Lesson 07's helpers (servers.lessons_support.qr_bug) against real clusters: real Redis, our
+"""Lesson 07's helpers (lab.lessons.qr_bug) against real clusters: real Redis, our
 balancer and real nginx, the simulated browser and phone.
 
 What they must get right for the lesson to be honest: a login succeeds exactly when the phone's
@@ -18,7 +18,7 @@ import requests
 from servers.balancer.nginx import HOW_TO_GET_NGINX, NginxMissing, find_nginx
 from servers.balancer.policies import HashRing, ticket_from
 from servers.cluster import start_cluster
-from servers.lessons_support import qr_bug
+from lab.lessons import qr_bug
 
 WAIT_S = 1.0  # the browser's wait for "confirmed": the push takes milliseconds, a busy machine more
 

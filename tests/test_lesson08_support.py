@@ -14,7 +14,7 @@ import json
 import pandas as pd
 import pytest
 
-from servers.lessons_support import fixes as fx
+from lab.lessons import fixes as fx
 from tests.conftest import nginx_path
 
 

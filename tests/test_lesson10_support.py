@@ -13,7 +13,7 @@ import requests
 
 from servers import runtime, start_qrlogin
 from servers.clients.qr import BROWSER_ADDRESS, Browser, Phone
-from servers.lessons_support import security
+from lab.lessons import security
 from servers.limits import HARDENED_LIMITS
 from servers.qrlogin.tickets import new_ticket_id
 

@@ -1,14 +1,14 @@
-"""Lessons 04 and 05's helpers (servers.lessons_support.websocket / .stomp) against a real feed server."""
+"""Lessons 04 and 05's helpers (lab.lessons.websocket / .stomp) against a real feed server."""
 from __future__ import annotations
 
 import pytest
 
 import servers
 from servers.clients.feed import ConnectionClosed, StompClient, wait_until
-from servers.lessons_support.stomp import measure_message_bytes, send_raw_stomp, stomp_conversation
-from servers.lessons_support.websocket import (SEED_ACCEPT, SEED_KEY, RawWebSocket, describe_frame_header,
+from lab.lessons.stomp import measure_message_bytes, send_raw_stomp, stomp_conversation
+from lab.lessons.websocket import (SEED_ACCEPT, SEED_KEY, RawWebSocket, describe_frame_header,
                                                measure_frame_overhead, raw_frame, raw_handshake)
-from servers.tap import start_tap
+from lab.tap import start_tap
 
 
 @pytest.fixture

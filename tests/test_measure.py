@@ -11,10 +11,10 @@ matplotlib.use("Agg")
 import pandas as pd
 import pytest
 
-from servers.display import browser_url, show
-from servers.measure import (LatencyRecorder, Progress, delivery_counts, latency_frame, percentiles, progress,
+from lab.display import browser_url, show
+from lab.measure import (LatencyRecorder, Progress, delivery_counts, latency_frame, percentiles, progress,
                              rate_over_time, throughput)
-from servers.plots import UnitMissing, plot_bars, plot_cdf, plot_lines, require_unit
+from lab.plots import UnitMissing, plot_bars, plot_cdf, plot_lines, require_unit
 
 
 # -- measure ----------------------------------------------------------------------------------------
@@ -172,10 +172,10 @@ def test_show_outside_jupyter_prints_the_url(capsys, monkeypatch):
 def test_progress_updates_one_output_in_place_in_a_notebook():
     import nbformat
 
-    from servers.lessons import execute
+    from grading.lessons import execute
 
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
-        "from servers.measure import Progress\n"
+        "from lab.measure import Progress\n"
         "with Progress(50, 'events', every_seconds=0) as bar:\n"
         "    for _ in range(50):\n"
         "        bar.update()")])

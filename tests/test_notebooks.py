@@ -14,7 +14,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from servers.lessons import discover, error_cells, execute, is_graded_cell, is_solution_cell, time_budget
+from grading.lessons import discover, error_cells, execute, is_graded_cell, is_solution_cell, time_budget
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNNABLE = discover(ROOT, ("notebooks", "solutions"))
@@ -118,7 +118,7 @@ def _write(path: Path, *sources: str, budget: int | None = None) -> Path:
 
 @pytest.mark.notebook
 def test_lessons_command_renders_html_and_reports_failures(tmp_path, capsys):
-    from servers.lessons import main
+    from grading.lessons import main
 
     _write(tmp_path / "notebooks" / "01-good.ipynb", "print('fine')")
     _write(tmp_path / "notebooks" / "02-bad.ipynb", "1 / 0")

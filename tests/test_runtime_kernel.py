@@ -9,7 +9,7 @@ from __future__ import annotations
 import nbformat
 import pytest
 
-from servers.lessons import execute
+from grading.lessons import execute
 
 pytestmark = pytest.mark.notebook
 

@@ -16,7 +16,7 @@ import tornado.websocket
 
 import servers
 from servers import runtime
-from servers.tap import parse_http_stream, parse_ws_frames, start_tap
+from lab.tap import parse_http_stream, parse_ws_frames, start_tap
 from servers.web import BaseHandler, BaseWebSocketHandler
 
 

@@ -8,7 +8,7 @@ The set-up of every measurement (BRIEF §5 and issue 4):
 - the feed server runs in **its own process** (:class:`FeedProcess`, ``python -m servers feed
   --port 0``), so ``psutil`` reads *its* CPU time, memory and file descriptors, not ours;
 - the subscribers and the publisher run here, on the shared server loop (:mod:`servers.runtime`);
-  the subscribers reach the server through a wire tap (:mod:`servers.tap`), which counts every
+  the subscribers reach the server through a wire tap (:mod:`lab.tap`), which counts every
   byte each way; the publisher goes around the tap, so its bytes are not counted;
 - HTTP clients keep their connection alive between requests, as a browser does
   (:class:`KeepAliveHTTP`; Tornado's own simple client opens a connection per request).
@@ -30,22 +30,18 @@ import importlib
 import inspect
 import io
 import json
-import os
 import resource
-import subprocess
-import sys
-import tempfile
 import time
 import tokenize
 import urllib.parse
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
 from servers import runtime
-from servers.lessons_support.publishing import random_moments
-from servers.tap import parse_http_stream, parse_ws_frames, start_tap
+from servers.process import ServerProcess
+from lab.publishing import random_moments
+from lab.tap import parse_http_stream, parse_ws_frames, start_tap
 from servers.wire.sse import encode_event
 from servers.wire.websocket import frame_overhead
 
@@ -71,18 +67,6 @@ def raise_open_file_limit() -> int:
 # ------------------------------------------------------------------------------------------------
 # The server under test, in its own process.
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when its parent dies (a killed kernel
-    must not leave a feed server behind). Elsewhere, nothing happens."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class FeedProcess:
     """``python -m servers feed --port 0`` as a child process: ``url``, ``pid``, ``cpu_seconds()``,
     ``rss()``, ``fds()``, ``stop()``. Registered with :func:`servers.stop_all`, so a lesson's
@@ -91,22 +75,14 @@ class FeedProcess:
     def __init__(self, name: str = "bench-feed", buffer_size: int = 100_000, timeout: float = 30) -> None:
         import psutil
 
-        from servers.cluster import ServerProcess
-
         raise_open_file_limit()
         self.name = name
-        self._log = tempfile.NamedTemporaryFile(prefix=f"spl-feed-{name}-", suffix=".log", delete=False)
-        args = [sys.executable, "-m", "servers", "feed", "--port", "0", "--name", name,
-                "--buffer-size", str(buffer_size)]
-        root = str(Path(__file__).resolve().parents[2])
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=root,
-                                        preexec_fn=_die_with_parent)
-        self._proc = ServerProcess.__new__(ServerProcess)  # reuse its ready-line reader and stop()
-        self._proc.name, self._proc._log, self._proc.process = name, self._log, self.process
-        self.info = self._proc._read_ready_line(timeout)
-        self.url: str = self.info["url"]
-        self.pid = self.process.pid
+        self._proc = ServerProcess(["feed", "--port", "0", "--name", name, "--buffer-size", str(buffer_size)],
+                                   name, timeout=timeout, die_with_parent=True)
+        self.process = self._proc.process
+        self.info = self._proc.info
+        self.url: str = self._proc.url
+        self.pid = self._proc.pid
         self.ps = psutil.Process(self.pid)
         old = runtime.tracked(f"feed process {name}")
         if old is not None:
@@ -412,7 +388,7 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
     """``subscribers`` clients of ``technique`` through a tap while events are published at ``rate``/s.
 
     ``events = clamp(rate * seconds, min_events, max_events)``, one at a random moment in each
-    slot of ``1/rate`` s (seeded; :func:`~servers.lessons_support.publishing.random_moments`), so
+    slot of ``1/rate`` s (seeded; :func:`~lab.publishing.random_moments`), so
     no event lines up with a poll by design; published with ``POST /feed/publish`` on a
     keep-alive connection around the tap. Returns the summary row (see :data:`SUMMARY_COLUMNS`) and one row per delivered event
     (``latency_ms``; at most ``latency_sample`` rows, a seeded random sample).
@@ -608,7 +584,7 @@ def sweep(techniques: Sequence[str] = TECHNIQUES, points: Sequence[tuple[float, 
     Returns ``(summary, latencies, idle)`` DataFrames. ``options`` go to :func:`measure_point`
     (``seconds``, ``min_events``, ``payload_bytes``, ``poll_interval``...).
     """
-    from servers.measure import Progress
+    from lab.measure import Progress
 
     rows, frames, idle = [], [], []
     bar = Progress(len(techniques) * (len(points) + 1), "measurements") if progress else None
@@ -814,7 +790,7 @@ def behind_balancer(transports: Sequence[str] = ("poll", "longpoll", "sse", "ws"
     a push channel that stays on one server (lesson 07 explains why).
     """
     from servers.cluster import start_cluster
-    from servers.lessons_support.qr_bug import theory, traffic
+    from lab.lessons.qr_bug import theory, traffic
 
     rows = []
     with start_cluster(n_servers, "round_robin", name="comparison-cluster") as cluster:

@@ -1,6 +1,6 @@
 """Execute lessons headless, the way an instructor checks that the course still runs.
 
-``python -m servers.lessons build/`` runs every notebook in ``notebooks/`` in a fresh kernel,
+``python -m grading.lessons build/`` runs every notebook in ``notebooks/`` in a fresh kernel,
 writes the rendered HTML to ``build/``, prints how long each took, and exits non-zero if any
 failed. The tests (tests/test_notebooks.py) use the same functions, so "the lessons run" means
 one thing everywhere.
@@ -125,7 +125,7 @@ def render_html(nb: Any, target: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m servers.lessons",
+    parser = argparse.ArgumentParser(prog="python -m grading.lessons",
                                      description="Execute every lesson headless and write rendered HTML.")
     parser.add_argument("out", nargs="?", default="build", help="folder for the HTML (default: build/)")
     parser.add_argument("--root", default=".", help="the repository (default: the current folder)")

@@ -24,9 +24,9 @@ import pandas as pd
 
 from servers.clients.stomp import StompClient
 from servers.clients.ws import ConnectionClosed
-from servers.lessons_support.publishing import payload
-from servers.lessons_support.websocket import RawWebSocket
-from servers.tap import parse_http_stream, parse_ws_frames
+from lab.publishing import payload
+from lab.lessons.websocket import RawWebSocket
+from lab.tap import parse_http_stream, parse_ws_frames
 from servers.wire.stomp import Frame, StompError, StompParser, encode_frame
 
 __all__ = ["StompOnWire", "stomp_conversation", "show_stomp", "send_raw_stomp", "measure_message_bytes",
@@ -195,7 +195,7 @@ def measure_message_bytes(feed: Any, data_sizes: list[int], timeout: float = 10)
     client) is read before and after. Returns one row per event and technique: ``data_bytes``,
     ``technique``, ``wire_bytes`` (WebSocket header + payload) and ``payload_bytes``.
     """
-    from servers.tap import start_tap
+    from lab.tap import start_tap
 
     tap = start_tap(feed, name=f"lesson-05 bytes tap {feed.url}", capture_bytes=1024)
     rows: list[dict[str, Any]] = []

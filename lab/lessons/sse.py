@@ -20,10 +20,10 @@ from typing import Any, Sequence
 import pandas as pd
 
 from servers.clients.sse import SSEStream
-from servers.lessons_support.publishing import payload, publish_at_random_times, wait_published
-from servers.measure import delivery_counts
+from lab.publishing import payload, publish_at_random_times, wait_published
+from lab.measure import delivery_counts
 from servers.runtime import ServerHandle
-from servers.tap import parse_http_stream, start_tap
+from lab.tap import parse_http_stream, start_tap
 
 __all__ = ["RawSSEConnection", "resume_experiment", "bytes_per_event", "split_chunks", "wait_for_streams"]
 

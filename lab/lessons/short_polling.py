@@ -24,8 +24,8 @@ import pandas as pd
 
 from servers import runtime
 from servers.clients.http import apoll
-from servers.lessons_support.publishing import publish_at_random_times
-from servers.tap import start_tap
+from lab.publishing import publish_at_random_times
+from lab.tap import start_tap
 
 __all__ = ["measure_short_polling", "poll_on_schedule"]
 

@@ -19,21 +19,13 @@ under their names (A, B, ...), so one process runs one in-process cluster at a t
 from __future__ import annotations
 
 import atexit
-import json
-import os
-import queue
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from pathlib import Path
 from typing import Any
 
 from servers.balancer import BalancerHandle, start_balancer
 from servers import runtime
+from servers.process import ServerProcess
 
-__all__ = ["start_cluster", "ClusterHandle", "ServerProcess", "server_names"]
+__all__ = ["start_cluster", "ClusterHandle", "ServerProcess", "qrlogin_process", "server_names"]
 
 
 def server_names(n: int) -> list[str]:
@@ -41,88 +33,11 @@ def server_names(n: int) -> list[str]:
     return [chr(ord("A") + i) if i < 26 else f"S{i + 1}" for i in range(n)]
 
 
-class ServerProcess:
-    """A QR-login server in a child process (``python -m servers qrlogin``): ``name``, ``url``,
-    ``pid``, ``stop()`` (SIGTERM, then SIGKILL), ``crash()`` (SIGKILL at once)."""
-
-    def __init__(self, name: str, fix: str, redis_url: str, host: str = "127.0.0.1", ticket_ttl: float = 120,
-                 timeout: float = 30) -> None:
-        self.name = name
-        self._log = tempfile.NamedTemporaryFile(prefix=f"spl-qrlogin-{name}-", suffix=".log", delete=False)
-        args = [sys.executable, "-m", "servers", "qrlogin", "--port", "0", "--host", host, "--name", name,
-                "--fix", fix, "--redis", redis_url, "--ticket-ttl", str(ticket_ttl)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                        text=True, env=env, cwd=_package_root())
-        self.info = self._read_ready_line(timeout)
-        self.url: str = self.info["url"]
-        self.ws_url = self.url.replace("http", "ws", 1)
-        self.pid = self.process.pid
-        self.state = "running"
-
-    def _read_ready_line(self, timeout: float) -> dict[str, Any]:
-        """Wait for the child's one JSON line (its readiness event), or fail with its stderr."""
-        lines: "queue.Queue[str]" = queue.Queue()
-        stdout = self.process.stdout
-        assert stdout is not None
-        threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                line = lines.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
-            except queue.Empty:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"QR-login server {self.name} did not start:\n{self.stderr_tail()}") from None
-                continue
-            try:
-                info = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(info, dict) and "url" in info:
-                return info
-
-    def __repr__(self) -> str:
-        return f"<ServerProcess {self.name} {self.url if hasattr(self, 'url') else ''} pid={self.process.pid} {getattr(self, 'state', '')}>"
-
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def stderr_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def crash(self) -> None:
-        """SIGKILL: the process dies with every connection, as a crashed machine would."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self.state = "crashed"
-
-    def stop(self, timeout: float = 10) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            self.state = "stopped"
-        if self.process.stdout:
-            self.process.stdout.close()
-        self._log.close()
-        try:
-            os.unlink(self._log.name)
-        except OSError:
-            pass
-
-
-def _package_root() -> str:
-    """The directory that holds the ``servers`` package, so ``python -m servers`` finds it."""
-    return str(Path(__file__).resolve().parent.parent)
+def qrlogin_process(name: str, fix: str, redis_url: str, host: str = "127.0.0.1",
+                    ticket_ttl: float = 120) -> ServerProcess:
+    """A QR-login server in a child process (``python -m servers qrlogin``)."""
+    return ServerProcess(["qrlogin", "--port", "0", "--host", host, "--name", name, "--fix", fix,
+                          "--redis", redis_url, "--ticket-ttl", str(ticket_ttl)], name)
 
 
 class ClusterHandle:
@@ -143,7 +58,7 @@ class ClusterHandle:
         self.url = balancer.url
         self.ws_url = balancer.ws_url
         self.state = "running"
-        self.gateway: Any = None  # fix="gateway": the push tier (servers/gateway.py), stopped with the cluster
+        self.gateway: Any = None  # fix="gateway": the push tier (servers/qrlogin/fixes/gateway_tier.py), stopped with the cluster
 
     def __repr__(self) -> str:
         return (f"<ClusterHandle {self.name} {self.url} servers={list(self.servers)} policy={self.policy} "
@@ -253,13 +168,13 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", bala
     lb = None
     gateway = None
     try:
-        if fix == "gateway":  # the push tier that holds every browser channel (servers/gateway.py)
-            from servers.gateway import start_push_tier
+        if fix == "gateway":  # the push tier that holds every browser channel (servers/qrlogin/fixes/gateway_tier.py)
+            from servers.qrlogin.fixes.gateway_tier import start_push_tier
 
             gateway = start_push_tier(url, processes=processes, host=host)
         for server_name in names:
             if processes:
-                started[server_name] = ServerProcess(server_name, fix, url, host=host, ticket_ttl=ticket_ttl)
+                started[server_name] = qrlogin_process(server_name, fix, url, host=host, ticket_ttl=ticket_ttl)
             else:
                 from servers.qrlogin.app import start_qrlogin
 

@@ -4,7 +4,7 @@ Lesson 07 showed the bug: the phone's confirm reaches server B, the browser's pu
 A, and B has no way to reach it. Lesson 08 switches on each fix (``start_cluster(fix=...)``) and
 measures the same things for every one, so the closing table compares like with like:
 
-- :func:`success_matrix`: random users (lesson 07's :func:`~servers.lessons_support.qr_bug.traffic`)
+- :func:`success_matrix`: random users (lesson 07's :func:`~lab.lessons.qr_bug.traffic`)
   per fix × balancer × transport; every login must complete.
 - :func:`latency_and_cost`: logins one at a time (nothing queues), confirm → browser latency per
   fix against ``none`` on one server, and per login the Redis commands (Redis's own count) and
@@ -31,7 +31,7 @@ import pandas as pd
 from servers import runtime
 from servers.balancer.policies import HashRing, _hash64
 from servers.clients.qr import TRANSPORTS, AsyncBrowser, AsyncPhone, SSEChannel, login_once_async
-from servers.lessons_support import qr_bug
+from lab.lessons import qr_bug
 from servers.qrlogin.push import Event, PushHub
 
 __all__ = ["FIXES", "TRANSPORTS", "REAL_SYSTEMS", "SEMANTICS", "nginx_available", "start_fix_cluster",

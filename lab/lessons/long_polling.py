@@ -28,10 +28,10 @@ import tornado.httpclient
 from servers import runtime
 from servers.clients.http import alongpoll
 from servers.feed.app import make_feed_app
-from servers.lessons_support.publishing import publish_at_random_times
-from servers.measure import delivery_counts
+from lab.publishing import publish_at_random_times
+from lab.measure import delivery_counts
 from servers.runtime import ServerHandle, serve
-from servers.tap import start_tap
+from lab.tap import start_tap
 from servers.web import BaseHandler
 
 __all__ = ["NaiveLongPollHandler", "start_lesson_feed", "measure_idle_cost", "measure_cursor_vs_naive", "gap_table",

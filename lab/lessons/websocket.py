@@ -31,7 +31,7 @@ import tornado.websocket
 from servers import runtime
 from servers.clients._common import ws_url
 from servers.clients.ws import ConnectionClosed
-from servers.tap import parse_http_stream, parse_ws_frames
+from lab.tap import parse_http_stream, parse_ws_frames
 from servers.wire.websocket import frame_overhead, parse_frame_header
 
 __all__ = ["raw_handshake", "RawWebSocket", "raw_frame", "describe_frame_header", "measure_frame_overhead",
@@ -192,7 +192,7 @@ def measure_frame_overhead(feed: Any, *, down_sizes: list[int], up_sizes: list[i
     exactly one frame. Returns one row per message: ``direction``, ``payload_bytes``,
     ``wire_bytes``, ``overhead_bytes`` (measured) and ``rfc6455_bytes`` (the standard's header size).
     """
-    from servers.tap import start_tap
+    from lab.tap import start_tap
 
     tap = start_tap(feed, name=f"lesson-04 overhead tap {feed.url}", capture_bytes=4096)
     rows: list[dict[str, Any]] = []

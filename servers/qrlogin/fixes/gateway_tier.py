@@ -38,7 +38,7 @@ Redis (``<ns>:internal_secret``, first writer wins, as the ``registry`` fix does
 read that Redis can read every ticket anyway; in production, configure the secret.
 
 From a cell: ``gw = start_gateway(redis_url=...)``; from a shell:
-``python -m servers.gateway --port 0 --redis URL`` prints ``{"url": ..., ...}`` when ready.
+``python -m servers gateway --port 0 --redis URL`` prints ``{"url": ..., ...}`` when ready.
 """
 from __future__ import annotations
 
@@ -48,9 +48,6 @@ import hmac
 import logging
 import os
 import secrets
-import subprocess
-import sys
-import tempfile
 from typing import Any
 
 import redis.asyncio
@@ -59,7 +56,6 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from servers.balancer.policies import PUSH_PATH
-from servers.cluster import ServerProcess, _package_root
 from servers.qrlogin.app import QRLoginApp, shared_redis_url
 from servers.qrlogin.base import TICKET_ID
 from servers.qrlogin.fixes.gateway import GATEWAY_ENV, gateways_key, secret_key
@@ -67,13 +63,14 @@ from servers.qrlogin.fixes.registry import SECRET_ENV, SECRET_HEADER
 from servers.qrlogin.push import PushHub
 from servers.qrlogin.tickets import STATES, TicketStore
 from servers.qrlogin.transports import EventsHandler, LongPollHandler, TicketSocketHandler
+from servers.process import ServerProcess
 from servers.runtime import ServerApp, ServerHandle, serve
 from servers.web import ApiError, BaseHandler
 
-__all__ = ["GatewayApp", "start_gateway", "GatewayProcess", "start_push_tier", "PUSH_ROUTE", "gateways_key",
+__all__ = ["GatewayApp", "start_gateway", "gateway_process", "start_push_tier", "PUSH_ROUTE", "gateways_key",
            "secret_key", "SECRET_HEADER", "SECRET_ENV", "GATEWAY_ENV"]
 
-log = logging.getLogger("servers.gateway")
+log = logging.getLogger("servers.qrlogin.fixes.gateway_tier")
 PUSH_ROUTE = PUSH_PATH  # the routes the balancer sends to the push tier (the rest: to the app servers)
 
 
@@ -195,38 +192,20 @@ def start_gateway(name: str = "gateway", redis_url: str | None = None, host: str
     return serve(make_gateway_app(name, redis_url, **settings), host=host, port=port)
 
 
-class GatewayProcess(ServerProcess):
-    """The push tier as a child process (``python -m servers.gateway``): ``url``, ``name``, ``pid``,
-    ``stop()`` (SIGTERM), ``crash()`` (SIGKILL) - what ``start_cluster(..., processes=True,
-    fix="gateway")`` runs. Readiness, stop and crash are :class:`ServerProcess`'s; only the
-    command differs."""
-
-    def __init__(self, name: str, redis_url: str, host: str = "127.0.0.1", timeout: float = 30) -> None:
-        self.name = name
-        self._log = tempfile.NamedTemporaryFile(prefix=f"spl-gateway-{name}-", suffix=".log", delete=False)
-        args = [sys.executable, "-m", "servers.gateway", "--port", "0", "--host", host, "--name", name,
-                "--redis", redis_url]
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self._log, stdin=subprocess.DEVNULL,
-                                        text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=_package_root())
-        self.info = self._read_ready_line(timeout)
-        self.url: str = self.info["url"]
-        self.ws_url = self.url.replace("http", "ws", 1)
-        self.pid = self.process.pid
-        self.state = "running"
-
-    def __repr__(self) -> str:
-        state = getattr(self, "state", "starting")
-        return f"<GatewayProcess {self.name} {getattr(self, 'url', '')} pid={self.process.pid} {state}>"
+def gateway_process(name: str, redis_url: str, host: str = "127.0.0.1") -> ServerProcess:
+    """The push tier as a child process (``python -m servers gateway``), what
+    ``start_cluster(..., processes=True, fix="gateway")`` runs."""
+    return ServerProcess(["gateway", "--port", "0", "--host", host, "--name", name, "--redis", redis_url], name)
 
 
 def start_push_tier(redis_url: str, *, processes: bool = False, host: str = "127.0.0.1", name: str = "GW"):
-    """The push tier for a cluster: in-process (a ServerHandle) or a child process (GatewayProcess)."""
+    """The push tier for a cluster: in-process (a ServerHandle) or a child process (a ServerProcess)."""
     if processes:
-        return GatewayProcess(name, redis_url, host=host)
+        return gateway_process(name, redis_url, host=host)
     return start_gateway(name, redis_url=redis_url, host=host)
 
 
-# -- the command line: python -m servers.gateway --port 0 [--redis URL] ------------------------------
+# -- the command line: python -m servers gateway --port 0 [--redis URL] ---------------------------------
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -252,8 +231,3 @@ def main(args: argparse.Namespace) -> int:
 
     return cli.run_until_signal(start, stop_all)
 
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(prog="python -m servers.gateway", description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    sys.exit(main(parser.parse_args()))

@@ -366,7 +366,7 @@ def success_table(frame: pd.DataFrame, by: Sequence[str] = ("n_servers", "transp
 def plot_success_vs_servers(frame: pd.DataFrame, title: str | None = None, ax=None):
     """Measured success per N (pooled rate with ±2 standard errors; single runs as dots when
     there are several) against the theory 1/N (dashed)."""
-    from servers.plots import plot_lines
+    from lab.plots import plot_lines
 
     table = success_table(frame, ["n_servers", "transport"])
     ns = sorted(table["n_servers"].unique())

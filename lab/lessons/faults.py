@@ -834,12 +834,12 @@ def plot_heatmap(matrix: pd.DataFrame, value: str = "lost_pct", *, rows: str = "
     """A heat map of ``value`` with ``rows`` down and ``columns`` across, each cell written on.
 
     ``label`` names the colour scale and must carry its unit in parentheses (as every axis in
-    ``servers.plots``).
+    ``lab.plots``).
     """
     import matplotlib.pyplot as plt
     import numpy as np
 
-    from servers.plots import STYLE, require_unit
+    from lab.plots import STYLE, require_unit
 
     require_unit(label, "colour")
     columns = list(columns)

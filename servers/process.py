@@ -1,0 +1,125 @@
+"""A server in a child process: ``python -m servers COMMAND ...``, the way a shell would start it.
+
+The cluster runs its app servers this way (so a crash is a real SIGKILL and each server has its
+own memory), the ``gateway`` fix its push tier, and lesson 06 the feed server it measures (so
+``psutil`` reads the server's CPU time and memory, not the notebook's). Every command prints one
+JSON line when it is ready (see :mod:`servers.cli`); that line is the readiness event we wait for,
+never a sleep.
+"""
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+__all__ = ["ServerProcess", "package_root"]
+
+
+def package_root() -> str:
+    """The directory that holds the ``servers`` package, so ``python -m servers`` finds it."""
+    return str(Path(__file__).resolve().parent.parent)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: ask Linux to SIGTERM it when the thread that started it dies (a
+    killed kernel must not leave a server behind). Elsewhere, nothing happens."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class ServerProcess:
+    """``python -m servers <command...>`` in a child process: ``name``, ``url``, ``ws_url``,
+    ``pid``, ``info`` (its ready line), ``running``, ``stop()`` (SIGTERM, then SIGKILL),
+    ``crash()`` (SIGKILL at once), ``stderr_tail()``.
+
+    ``die_with_parent`` asks Linux to end the child when the *thread* that started it ends; use it
+    only from a thread that lives as long as the server should (a notebook's main thread).
+    """
+
+    def __init__(self, command: Sequence[str], name: str, *, timeout: float = 30,
+                 die_with_parent: bool = False) -> None:
+        self.name = name
+        self.command = list(command)
+        self._log = tempfile.NamedTemporaryFile(prefix=f"spl-{self.command[0]}-{name}-", suffix=".log", delete=False)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "servers", *self.command], stdout=subprocess.PIPE, stderr=self._log,
+            stdin=subprocess.DEVNULL, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=package_root(),
+            preexec_fn=_die_with_parent if die_with_parent else None)
+        self.pid = self.process.pid
+        self.state = "starting"
+        self.info = self._read_ready_line(timeout)
+        self.url: str = self.info["url"]
+        self.ws_url = self.url.replace("http", "ws", 1)
+        self.state = "running"
+
+    def _read_ready_line(self, timeout: float) -> dict[str, Any]:
+        """Wait for the child's one JSON line (its readiness event), or fail with its stderr."""
+        lines: "queue.Queue[str]" = queue.Queue()
+        stdout = self.process.stdout
+        assert stdout is not None
+        threading.Thread(target=lambda: [lines.put(line) for line in stdout], daemon=True).start()
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = lines.get(timeout=max(0.0, min(0.5, deadline - time.monotonic())))
+            except queue.Empty:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"{' '.join(self.command[:1])} server {self.name} did not start:\n"
+                                       f"{self.stderr_tail()}") from None
+                continue
+            try:
+                info = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(info, dict) and "url" in info:
+                return info
+
+    def __repr__(self) -> str:
+        return f"<ServerProcess {self.command[0]} {self.name} {getattr(self, 'url', '')} pid={self.pid} {self.state}>"
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stderr_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(Path(self._log.name).read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def crash(self) -> None:
+        """SIGKILL: the process dies with every connection, as a crashed machine would."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.state = "crashed"
+
+    def stop(self, timeout: float = 10) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+            self.state = "stopped"
+        if self.process.stdout:
+            self.process.stdout.close()
+        self._log.close()
+        try:
+            os.unlink(self._log.name)
+        except OSError:
+            pass
