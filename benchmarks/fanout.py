@@ -52,6 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from servers.wire.http import Data, HttpParser, ProtocolError, Response, encode_request  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 TOKEN = b"FANOUT-TOKEN-"
 WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key; the server's answer is not checked
@@ -198,6 +200,7 @@ class Subscriber(asyncio.Protocol):
         self.tail = b""
         self.seen: dict[int, float] = {}
         self.connected = asyncio.get_running_loop().create_future()
+        self.http = HttpParser(response=True)
 
     def connection_made(self, transport) -> None:
         self.transport = transport
@@ -205,16 +208,29 @@ class Subscriber(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
-        text = self.tail + data
-        if not self.open and b"\r\n\r\n" in text:
-            self.open = True
-            status = text.split(b"\r\n", 1)[0]
-            if status.split(b" ")[1:2] != [b"101" if self.worker.kind == "ws" else b"200"]:
-                # refused (e.g. 429: too many connections from this address): say so, do not count it
-                self.connected.done() or self.connected.set_exception(
-                    RuntimeError(f"{self.worker.kind} subscriber refused: {text[:300].decode(errors='replace')}"))
+        if self.http.switched:
+            body = data  # WebSocket frames: the token is in a frame's payload
+        else:
+            body = b""
+            try:
+                events = self.http.feed(data)
+            except ProtocolError as exc:
+                self.connected.done() or self.connected.set_exception(RuntimeError(f"not an HTTP answer: {exc}"))
                 return
-            self.connected.done() or self.connected.set_result(None)
+            for event in events:
+                if isinstance(event, Response):
+                    self.open = True
+                    if event.status != (101 if self.worker.kind == "ws" else 200):
+                        # refused (e.g. 429: too many connections from this address): say so, do not count it
+                        self.connected.done() or self.connected.set_exception(
+                            RuntimeError(f"{self.worker.kind} subscriber refused: {data[:300].decode(errors='replace')}"))
+                        return
+                    self.connected.done() or self.connected.set_result(None)
+                elif isinstance(event, Data):
+                    body += event.data  # SSE: the chunk framing removed
+            if self.http.switched:
+                body += self.http.rest()
+        text = self.tail + body
         start = 0
         while (i := text.find(TOKEN, start)) >= 0:
             end = text.find(b"-", i + len(TOKEN))
@@ -245,12 +261,13 @@ class Worker:
         self.events: dict[int, asyncio.Event] = {}
 
     def request(self) -> bytes:
-        head = f"GET {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        headers = {"Host": f"{self.host}:{self.port}"}
         if self.kind == "ws":
-            head += f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {WS_KEY}\r\nSec-WebSocket-Version: 13\r\n"
+            headers.update({"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": WS_KEY,
+                            "Sec-WebSocket-Version": "13"})
         else:
-            head += "Accept: text/event-stream\r\n"
-        return (head + "\r\n").encode()
+            headers["Accept"] = "text/event-stream"
+        return encode_request("GET", self.path, headers)
 
     def arrived(self, number: int) -> None:
         self.counts[number] = self.counts.get(number, 0) + 1

@@ -1,4 +1,4 @@
-"""Benchmark of the QR-login fixes (issue 6): latency added, Redis work and traffic per login, idle cost.
+"""Benchmark of the QR-login fixes (lesson 08): latency added, Redis work and traffic per login, idle cost.
 
 Usage (from the repository root)::
 

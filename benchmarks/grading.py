@@ -1,6 +1,6 @@
 """How long does batch grading take for a class of 30? Writes benchmarks/results/grading.csv.
 
-The goal (issue 8): 30 submissions of one exercise graded in under 3 minutes on a 2-core
+The goal: 30 submissions of one exercise graded in under 3 minutes on a 2-core
 machine. The class is made of the sample class's real kinds of student work, cycled to 30
 (correct, partly wrong, stub, hanging, server never stopped, kernel crash, tests deleted,
 tests edited, duplicated cell, malformed JSON), so the time includes the hanging ones waiting

@@ -1,4 +1,4 @@
-"""Server Push Lab: small Tornado servers that push data to browsers, and the tools to watch them.
+"""Server Push Lab: small Tornado servers that push data to browsers (the instruments are in ``lab``).
 
 From a notebook cell::
 

@@ -43,6 +43,9 @@ by the client and can say anything, so they are never used, and without ``truste
 header is ignored altogether (a client could otherwise pick a fresh address per request and
 escape every limit). The cost of the default: behind a balancer that is not configured as
 trusted, every client shares the balancer's address, which is why the defaults are generous.
+The QR-login app records the same address (:func:`client_address`) with each ticket, and the
+phone's confirm page shows it; ``start_cluster`` makes its balancer a trusted proxy of its servers,
+so that page shows the browser, not the balancer.
 
 The defaults (:data:`DEFAULT_LIMITS`) never refuse what the lessons and benchmarks do from one
 machine (1,000 subscribers plus 500 idle connections, 1,000 events/s published, 1,000
@@ -61,7 +64,8 @@ import time
 from typing import Any, Callable, Iterable
 
 __all__ = ["DEFAULT_LIMITS", "HARDENED_LIMITS", "CLOSE_TRY_AGAIN_LATER", "CLOSE_POLICY_VIOLATION", "TokenBucket",
-           "Limits", "ConnectionSlot", "limits_for", "holds_connection", "rate_limited", "LimitedWebSocketMixin"]
+           "Limits", "client_address", "trusted_proxy_list", "ConnectionSlot", "limits_for", "holds_connection",
+           "rate_limited", "LimitedWebSocketMixin"]
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -160,12 +164,7 @@ class Limits:
     # -- who is asking -----------------------------------------------------------------------
     def client_address(self, request: Any) -> str:
         """The peer address, or the last ``X-Forwarded-For`` hop when the peer is a trusted proxy."""
-        peer = request.remote_ip or ""
-        if self.trusted and _in_networks(peer, self.trusted):
-            hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
-            if hops:
-                return hops[-1][:64]
-        return peer
+        return client_address(request, self.trusted)
 
     # -- held connections --------------------------------------------------------------------
     def acquire(self, request: Any, kind: str) -> ConnectionSlot | None:
@@ -210,10 +209,39 @@ class Limits:
         return {"held": self.held(), "addresses": len(self.connections), **self.refused}
 
 
-def _networks(entries: Iterable[str] | str) -> list:
+def client_address(request: Any, trusted_proxies: Iterable[Any] | str = ()) -> str:
+    """Who is asking, by the one policy of every server (the module docstring's "Which address").
+
+    The TCP peer, unless it is one of ``trusted_proxies`` (addresses, networks, or networks
+    already parsed): then the last ``X-Forwarded-For`` entry, the one that proxy appended. The
+    limits count by it and the QR-login app records it (the phone's confirm page shows it).
+    """
+    peer = request.remote_ip or ""
+    trusted = _networks(trusted_proxies)
+    if trusted and _in_networks(peer, trusted):
+        hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
+        if hops:
+            return hops[-1][:64]
+    return peer
+
+
+def trusted_proxy_list(values: Iterable[str] | str) -> tuple[str, ...]:
+    """Command-line ``--trusted-proxy`` values (each may be comma-separated), checked before serving."""
+    entries = tuple(e.strip() for value in ([values] if isinstance(values, str) else values)
+                    for e in value.split(",") if e.strip())
+    for entry in entries:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)") from None
+    return entries
+
+
+def _networks(entries: Iterable[Any] | str) -> list:
     if isinstance(entries, str):
         entries = [e for e in entries.split(",") if e.strip()]
-    return [ipaddress.ip_network(str(e).strip(), strict=False) for e in entries]
+    return [e if isinstance(e, (ipaddress.IPv4Network, ipaddress.IPv6Network))
+            else ipaddress.ip_network(str(e).strip(), strict=False) for e in entries]
 
 
 def _in_networks(address: str, networks: list) -> bool:

@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-__all__ = ["find_redis_server", "start_redis", "RedisHandle", "RedisMissing"]
+__all__ = ["find_redis_server", "start_redis", "shared_redis_url", "RedisHandle", "RedisMissing"]
 
 
 class RedisMissing(RuntimeError):
@@ -171,6 +171,26 @@ def start_redis(host: str = "127.0.0.1", attempts: int = 5) -> RedisHandle:
 def redis_url_from_env() -> str | None:
     """``REDIS_URL`` if set: use an existing Redis instead of starting one."""
     return os.environ.get("REDIS_URL") or None
+
+
+_shared_lock = threading.Lock()
+_shared: RedisHandle | None = None  # the process-wide embedded Redis (a resource like the server loop, not app state)
+
+
+def shared_redis_url() -> str:
+    """``REDIS_URL`` if set, else the URL of this process's embedded Redis (started on first use).
+
+    Every QR-login server and push tier started in one process without a Redis URL uses this one,
+    so two servers started in one notebook share their tickets: a cluster.
+    """
+    global _shared
+    from_env = redis_url_from_env()
+    if from_env:
+        return from_env
+    with _shared_lock:
+        if _shared is None or not _shared.running:
+            _shared = start_redis()
+        return _shared.url
 
 
 @atexit.register

@@ -55,7 +55,8 @@ class ServerApp(tornado.web.Application):
 
 def _no_access_log(handler: tornado.web.RequestHandler) -> None:
     if handler.get_status() >= 500:
-        tornado.web.app_log.error("%d %s", handler.get_status(), handler._request_summary())
+        request = handler.request
+        tornado.web.app_log.error("%d %s %s (%s)", handler.get_status(), request.method, request.uri, request.remote_ip)
 
 
 def _lazy_not_found():

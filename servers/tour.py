@@ -6,20 +6,24 @@ browser ask again and again (polling); later lessons make the server speak first
 
 ``start_on_kernel_loop`` exists only to show, safely, why every other server runs on a loop of
 its own: a server on the kernel's loop cannot answer a blocking ``requests`` call from a cell,
-because that call blocks the very loop the server needs (BRIEF §6).
+because that call blocks the very loop the server needs. ``remember_asyncio`` lets the lesson
+apply ``nest_asyncio`` to that loop for a few cells and then put asyncio back as it was.
 """
 from __future__ import annotations
 
+import asyncio
 import html
 import time
+from typing import Callable
 
+import tornado.concurrent
 import tornado.httpserver
 import tornado.netutil
 
 from servers.runtime import ServerApp, serve
 from servers.web import ApiError, BaseHandler
 
-__all__ = ["TourApp", "start_tour", "start_on_kernel_loop", "KernelLoopServer"]
+__all__ = ["TourApp", "start_tour", "start_on_kernel_loop", "KernelLoopServer", "remember_asyncio"]
 
 MAX_BLOB = 1024 * 1024
 
@@ -104,3 +108,39 @@ def start_on_kernel_loop(app: ServerApp) -> KernelLoopServer:
     server, a blocking ``requests`` call does not (use a timeout to see it without hanging).
     """
     return KernelLoopServer(app)
+
+
+_ABSENT = object()
+
+
+def remember_asyncio() -> Callable[[], None]:
+    """Record what ``nest_asyncio.apply()`` replaces; return a function that puts it back.
+
+    The patch is process-wide: it replaces functions of the ``asyncio`` module, swaps asyncio's C
+    ``Task`` and ``Future`` for the pure-Python ones, and patches methods of the running loop's
+    *class*, so every loop of that class (the server loop too) runs the patched code. Call this
+    in the running loop's thread (a notebook cell), before ``nest_asyncio.apply()``. Not undone:
+    tasks and futures created meanwhile stay pure-Python ones, which ``tornado.concurrent.FUTURES``
+    keeps accepting.
+    """
+    patched = {
+        asyncio: ["run", "get_event_loop", "Task", "Future", "_nest_patched"],
+        asyncio.events: ["get_event_loop", "_get_event_loop"],
+        asyncio.tasks: ["Task", "_CTask"],
+        asyncio.futures: ["Future", "_CFuture"],
+        tornado.concurrent: ["Future"],
+        type(asyncio.events.get_event_loop_policy()): ["get_event_loop"],
+        type(asyncio.get_running_loop()): ["run_forever", "run_until_complete", "_run_once", "_check_running",
+                                           "_check_runnung", "_num_runs_pending", "_is_proactorloop",
+                                           "_nest_patched"],
+    }
+    saved = [(owner, name, vars(owner).get(name, _ABSENT)) for owner, names in patched.items() for name in names]
+
+    def restore() -> None:
+        for owner, name, value in saved:
+            if value is not _ABSENT:
+                setattr(owner, name, value)
+            elif name in vars(owner):
+                delattr(owner, name)
+
+    return restore

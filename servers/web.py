@@ -1,6 +1,6 @@
 """What every handler of every server shares: ``X-Served-By``, JSON errors, JSON bodies.
 
-The contract (BRIEF §3): every response carries ``X-Served-By: <server name>``, and every error
+The contract every client relies on: every response carries ``X-Served-By: <server name>``, and every error
 is JSON ``{"error": "<code>", "detail": "<human sentence>"}`` with a 4xx status, never Tornado's
 HTML traceback page.
 """

@@ -89,7 +89,7 @@ def nginx_path() -> str | None:
     return shutil.which("nginx") or (os.path.exists("/usr/sbin/nginx") and "/usr/sbin/nginx") or None
 
 
-# Hypothesis sizes (issue 7): HYPOTHESIS_PROFILE=ci (the default: small, CI stays fast) or
+# Hypothesis sizes: HYPOTHESIS_PROFILE=ci (the default: small, CI stays fast) or
 # thorough (>= 10,000 examples per property in tests/test_fuzz_*.py; run by hand). No deadline:
 # two shared cores make per-example timings meaningless; hangs are caught by the tests' own guards.
 try:

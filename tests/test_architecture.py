@@ -132,3 +132,33 @@ def test_modules_are_short_enough_to_read(package):
         if lines > MAX_LINES and not LONG_REASON.search(doc):
             long.append(f"{name}: {lines} lines")
     assert long == [], f"over {MAX_LINES} lines without a 'Why this is one module' paragraph in the docstring"
+
+
+def contributing_rows() -> dict[str, str]:
+    """CONTRIBUTING.md's module table: folder (first cell) → the rest of its row."""
+    rows = {}
+    for line in (ROOT / "CONTRIBUTING.md").read_text().splitlines():
+        match = re.match(r"^\| `([\w/]+/)` \|(.*)\|\s*$", line)
+        if match:
+            rows[match.group(1)] = match.group(2)
+    return rows
+
+
+def test_contributing_names_every_module_in_its_folder_row():
+    rows = contributing_rows()
+    missing = []
+    for package in PACKAGES:
+        for path in modules(package).values():
+            relative = path.relative_to(ROOT)
+            folder = relative.parent.as_posix() + "/"
+            if f"`{relative.name}`" not in rows.get(folder, ""):
+                missing.append(relative.as_posix())
+    assert missing == [], "CONTRIBUTING.md's layout table must name every module: add these to their folder's row"
+
+
+def test_the_grading_wing_leaves_servers_and_lab_to_the_kernels_it_starts():
+    offenders = [f"{name} imports {t}" for name, path in modules("grading").items()
+                 for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.Import, ast.ImportFrom))
+                 for t in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""])
+                 if t.split(".")[0] in ("servers", "lab")]
+    assert offenders == []

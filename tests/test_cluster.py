@@ -202,6 +202,23 @@ def test_cluster_of_processes_logs_in_and_crash_kills(redis_url, balancer):
             os.kill(pid, 0)
 
 
+@pytest.mark.parametrize("balancer", BALANCERS)
+def test_behind_the_balancer_the_confirm_page_shows_the_browsers_address(cluster_factory, balancer):
+    """The balancer appends X-Forwarded-For, and start_cluster makes it a trusted proxy of its
+    servers (servers.limits.client_address): the ticket records the browser, not the balancer."""
+    from redis import Redis
+
+    cluster = cluster_factory(2, balancer=balancer)
+    browser, phone = cluster.browser("sse"), cluster.phone()  # from 127.0.0.2 and 127.0.0.3
+    ticket = browser.create_ticket()["ticket"]
+    phone.login()
+    phone.scan(ticket)
+    page = requests.get(f"{cluster.url}/m/{ticket}", timeout=10)
+    assert page.status_code == 200 and '<dd id="browser-ip">127.0.0.2</dd>' in page.text
+    stored = Redis.from_url(cluster.redis_url, decode_responses=True).hgetall(f"qr:ticket:{ticket}")
+    assert (stored["ip"], stored["phone_ip"]) == ("127.0.0.2", "127.0.0.3")
+
+
 def test_restarting_a_cluster_under_the_same_name_replaces_it(cluster_factory):
     first = cluster_factory(1)
     second = cluster_factory(1)

@@ -1,4 +1,4 @@
-"""Fault injection (issue 7): for each fault × fix, the counts of lost, duplicated and late logins.
+"""Fault injection: for each fault × fix, the counts of lost, duplicated and late logins.
 
 The scenarios are lockstep (``lab.lessons.faults``): every browser holds its channel before the fault,
 the phone acts after it, and a browser whose channel died reconnects once the phone is done. So

@@ -101,11 +101,47 @@ def test_replay_from_last_event_id(feed, how):
         reader.close()
 
 
-@pytest.mark.parametrize("value", ["abc", "-2", "1.5"])
-def test_bad_last_event_id_is_400(feed, value):
-    r = requests.get(feed.url + "/feed/sse", headers={"Last-Event-ID": value})
-    assert r.status_code == 400 and r.json()["error"] == "bad_argument"
+@pytest.mark.parametrize("value", ["abc", "-2", "1.5", "+5", "5_0", "\u0665", "1e3", "9" * 20, "9" * 5000])
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_an_id_that_is_not_a_non_negative_integer_is_a_json_400(feed, value, where):
+    if where == "header":  # sent as UTF-8 bytes: a header carries bytes, and str.isdigit() takes "\u0665"
+        r = requests.get(feed.url + "/feed/sse", headers={"Last-Event-ID": value.encode()}, timeout=10)
+    else:
+        r = requests.get(feed.url + "/feed/sse", params={"lastEventId": value}, timeout=10)
+    body = r.json()
+    assert r.status_code == 400 and body["error"] == "bad_last_event_id" and "integer" in body["detail"]
+    assert len(body["detail"]) < 200, "a huge id is not echoed back whole"
     assert r.headers["X-Served-By"] == "feed-sse"
+
+
+def test_an_empty_header_is_no_resume_point_so_the_query_counts(feed):
+    for i in range(3):
+        publish(feed, i)
+    reader = Reader(feed.url + "/feed/sse?lastEventId=2", headers={"Last-Event-ID": ""})
+    try:
+        assert reader.next_event().id == "3", "replayed from the query's resume point"
+    finally:
+        reader.close()
+
+
+def test_what_a_browser_sends_back_is_always_accepted(feed):
+    """Read the stream as EventSource does (servers.wire.sse follows the WHATWG algorithm), then
+    reconnect with its last event id, as the browser would: never a 400."""
+    for i in range(3):
+        publish(feed, i)
+    reader = Reader(feed.url + "/feed/sse?lastEventId=0")
+    try:
+        reader.events(3)
+        assert reader.parser.last_event_id == "3"
+    finally:
+        reader.close()
+    again = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": reader.parser.last_event_id})
+    try:
+        assert again.response.status_code == 200
+        publish(feed, "next")
+        assert again.next_event().id == "4"
+    finally:
+        again.close()
 
 
 def test_gap_is_a_named_event_without_id():
@@ -123,7 +159,7 @@ def test_gap_is_a_named_event_without_id():
 
 
 def test_comment_heartbeats_when_idle():
-    with start_feed(name="feed-sse-hb", sse_heartbeat=0.05) as feed:
+    with start_feed(name="feed-sse-hb", sse_heartbeat_s=0.05) as feed:
         reader = Reader(feed.url + "/feed/sse")
         try:
             while reader.parser.comments < 2:

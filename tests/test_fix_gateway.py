@@ -1,4 +1,4 @@
-"""The ``gateway`` fix (issue 6): a separate push tier holds every browser connection.
+"""The ``gateway`` fix: a separate push tier holds every browser connection.
 
 What must hold: app servers keep no push connection (their hubs stay empty) while the gateway
 holds them all; the balancer sends the push routes to the gateway and the rest to the app

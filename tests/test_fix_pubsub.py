@@ -1,4 +1,4 @@
-"""The ``pubsub`` fix (issue 6): a Redis pub/sub backplane carries a change made on B to the browser on A.
+"""The ``pubsub`` fix: a Redis pub/sub backplane carries a change made on B to the browser on A.
 
 Also shown here: what pub/sub loses. Redis keeps no message, so a change published while the
 browser's channel is down reaches no server, and the browser only learns the resulting *state*
@@ -44,17 +44,18 @@ def start_pair(fix: str, redis_url: str):
     return start_qrlogin("A", fix=fix, redis_url=redis_url), start_qrlogin("B", fix=fix, redis_url=redis_url)
 
 
-def login_across(a, b, transport: str, ready=None) -> None:
+def login_across(a, b, transport: str, ready=None, ready_for=("sse", "ws")) -> None:
     """Channel on A, scan and confirm on B; the browser must see ``confirmed`` and redeem.
 
-    ``ready(app, ticket)`` (a coroutine function run on A) waits, for the channels that stay open
-    (SSE, WebSocket), until the fix knows where the channel is, so the phone's calls take the
-    fix's normal path rather than the catch-up that closes the race.
+    ``ready(app, ticket)`` (a coroutine function run on A) waits, for the transports in
+    ``ready_for`` (by default the channels that stay open: SSE, WebSocket), until the fix knows
+    where the channel is, so the phone's calls take the fix's normal path rather than the
+    catch-up that closes the race.
     """
     browser = Browser(a.url, transport)
     ticket = browser.create_ticket()["ticket"]
     with browser.open_channel(ticket) as channel:
-        if ready is not None and transport in ("sse", "ws"):
+        if ready is not None and transport in ready_for:
             a.call(ready, ticket)
         phone = Phone(b.url)
         phone.login()

@@ -1,4 +1,4 @@
-"""The ``registry`` fix (issue 6): Redis says which server holds a ticket's channel; B forwards to it.
+"""The ``registry`` fix: Redis says which server holds a ticket's channel; B forwards to it.
 
 Also shown here: the registry entry's life (written with an expiry when a channel opens, removed
 when it closes), the internal route refusing callers without the shared secret, and what a stale
@@ -29,12 +29,14 @@ def pair(redis_url):
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_confirm_on_b_reaches_the_browser_on_a(pair, transport):
     a, b = pair
-    login_across(a, b, transport, registered)
+    login_across(a, b, transport, registered, ready_for=("sse", "ws", "longpoll"))
     sent, received = b.app.push.stats, a.app.push.stats
     if transport in ("sse", "ws"):  # registered before the phone acted: B forwards scan and confirm
         assert sent["forwards"] == 2 and received["messages_in"] == 2, (dict(sent), dict(received))
-    elif transport == "longpoll":  # each held request registers anew; a change racing it is caught up
-        assert received["messages_in"] + received["catch_up"] >= 1, dict(received)
+    elif transport == "longpoll":
+        # The held request was registered before the scan, so B forwards at least the scan; the
+        # confirm may meet the gap between two requests and be caught up by the next one instead.
+        assert received["messages_in"] >= 1, dict(received)
 
 
 @pytest.mark.parametrize("n,balancer", CLUSTERS)

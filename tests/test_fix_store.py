@@ -1,4 +1,4 @@
-"""The ``store`` fix (issue 6): each server polls Redis for the tickets whose channels it holds.
+"""The ``store`` fix: each server polls Redis for the tickets whose channels it holds.
 
 Also shown here: its cost structure. One poll task per ticket held (not per channel, not per
 server), stopped when the last channel for the ticket closes and when the server stops, each

@@ -1,4 +1,4 @@
-"""The ``streams`` fix (issue 6): a Redis Stream per ticket, and channels that resume from it.
+"""The ``streams`` fix: a Redis Stream per ticket, and channels that resume from it.
 
 What must hold: the browser's channel on A hears a confirm made on B, with every transport;
 every login through a balanced cluster completes; and - the point of this fix - a change made

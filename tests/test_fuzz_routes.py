@@ -92,7 +92,7 @@ def qr(redis_url, error_log):
 
     Long tickets (an hour) so that a thorough run's shared ticket does not expire under it.
     """
-    with start_qrlogin("fuzz-qr", redis_url=redis_url, longpoll_max=2, ticket_ttl=3600) as handle:
+    with start_qrlogin("fuzz-qr", redis_url=redis_url, longpoll_max_s=2, ticket_ttl=3600) as handle:
         yield handle
         assert_logins_work(handle.url)
 

@@ -1,4 +1,4 @@
-"""Lesson 08's measurement helpers (servers/lessons_support/fixes.py) against real clusters and Redis.
+"""Lesson 08's measurement helpers (lab/lessons/fixes/) against real clusters and Redis.
 
 What must hold for the lesson's claims to hold: the measurements run each fix for real and every
 login completes; the per-login counters tell fixes apart (messages cross for pubsub, none for

@@ -80,9 +80,36 @@ def test_client_address_trusts_x_forwarded_for_only_from_trusted_proxies():
     assert Limits({"trusted_proxies": "127.0.0.1,::1"}).client_address(request("::1", "5.5.5.5")) == "5.5.5.5"
 
 
+def test_the_qr_login_app_records_addresses_by_the_same_policy():
+    """servers.qrlogin.auth.client_address is servers.limits.client_address: no header believed
+    unless the peer is a trusted proxy (it used to believe any X-Forwarded-For)."""
+    from servers.limits import client_address
+    from servers.qrlogin import auth
+
+    def request(peer, xff=None):
+        return SimpleNamespace(remote_ip=peer, headers={"X-Forwarded-For": xff} if xff else {})
+
+    cases = [request("10.0.0.5", "1.2.3.4"), request("10.9.9.9", "6.6.6.6, 1.2.3.4"), request("127.0.0.1", " , ,"),
+             request("192.0.2.1"), request("::1", "5.5.5.5")]
+    for trusted in ((), ("127.0.0.1", "10.0.0.0/8"), "127.0.0.1,::1"):
+        limits = Limits({"trusted_proxies": trusted})
+        for case in cases:
+            assert auth.client_address(case, trusted) == client_address(case, trusted) == limits.client_address(case)
+    assert auth.client_address(request("10.0.0.5", "1.2.3.4")) == "10.0.0.5", "by default the header is ignored"
+
+
+def test_trusted_proxy_list_reads_the_command_line_and_names_a_bad_entry():
+    from servers.limits import trusted_proxy_list
+
+    assert trusted_proxy_list(["127.0.0.1", "10.0.0.0/8, ::1"]) == ("127.0.0.1", "10.0.0.0/8", "::1")
+    assert trusted_proxy_list([]) == ()
+    with pytest.raises(ValueError, match="'balancer' is not an IP address or network"):
+        trusted_proxy_list(["127.0.0.1,balancer"])
+
+
 def test_defaults_cover_the_lessons_and_benchmarks():
     # benchmarks/techniques.py FULL: 1,000 subscribers + 500 idle connections, 1,000 events/s published;
-    # issue 7: 1,000 concurrent QR logins (about 5 API calls each) through one balancer address.
+    # 1,000 concurrent QR logins (about 5 API calls each) through one balancer address.
     assert DEFAULT_LIMITS["max_connections_per_address"] >= 1500
     assert DEFAULT_LIMITS["api_rate"] >= 1000 and DEFAULT_LIMITS["api_burst"] >= 5 * 1000
     assert DEFAULT_LIMITS["trusted_proxies"] == ()

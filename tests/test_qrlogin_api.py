@@ -1,4 +1,4 @@
-"""Contract tests of the QR-login app's HTTP routes (BRIEF §3.2) and every bad input (issue 5)."""
+"""Contract tests of the QR-login app's HTTP routes and every bad input."""
 from __future__ import annotations
 
 import re
@@ -120,16 +120,24 @@ def test_binding_cookie_is_stored_only_as_a_fingerprint(qr, redis_client):
     assert browser.cookies["qr_bind"] not in stored.values()
 
 
-def test_ticket_records_the_browser_behind_a_balancer(qr, redis_client):
-    response = requests.post(qr.url + "/api/tickets", headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
-                                                               "User-Agent": "TestBrowser/1"})
-    ticket = response.json()["ticket"]
-    stored = redis_client.hgetall(f"qr:ticket:{ticket}")
-    assert stored["ip"] == "198.51.100.7", "the address the balancer added (the last one)"
-    page = requests.get(f"{qr.url}/m/{ticket}")
-    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
-    assert "198.51.100.7" in page.text and "TestBrowser/1" in page.text and " UTC" in page.text
-    assert page.headers["X-Served-By"] == "A"
+def test_ticket_records_the_browser_behind_a_balancer(redis_url, redis_client):
+    with start_qrlogin("A", redis_url=redis_url, trusted_proxies=("127.0.0.1",)) as qr:  # we are its balancer
+        response = requests.post(qr.url + "/api/tickets", headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7",
+                                                                   "User-Agent": "TestBrowser/1"})
+        ticket = response.json()["ticket"]
+        stored = redis_client.hgetall(f"qr:ticket:{ticket}")
+        assert stored["ip"] == "198.51.100.7", "the address the balancer added (the last one)"
+        page = requests.get(f"{qr.url}/m/{ticket}")
+        assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+        assert "198.51.100.7" in page.text and "TestBrowser/1" in page.text and " UTC" in page.text
+        assert page.headers["X-Served-By"] == "A"
+
+
+def test_x_forwarded_for_from_a_peer_not_trusted_is_ignored(qr, redis_client):
+    response = requests.post(qr.url + "/api/tickets", headers={"X-Forwarded-For": "198.51.100.7"})
+    stored = redis_client.hgetall(f"qr:ticket:{response.json()['ticket']}")
+    assert stored["ip"] == "127.0.0.1", "a client cannot write its own address onto the confirm page"
+    assert "198.51.100.7" not in requests.get(f"{qr.url}/m/{response.json()['ticket']}").text
 
 
 def test_phone_page_escapes_what_the_browser_sent(qr):

@@ -56,3 +56,24 @@ def test_cli_refuses_an_unknown_fix():
     result = subprocess.run([sys.executable, "-m", "servers", "qrlogin", "--fix", "magic"], cwd=ROOT,
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and "invalid choice: 'magic'" in result.stderr
+
+
+def test_cli_trusted_proxy_makes_x_forwarded_for_count(redis_url):
+    process = start("--name", "T", "--redis", redis_url, "--trusted-proxy", "127.0.0.1", "--trusted-proxy", "::1")
+    try:
+        info = json.loads(process.stdout.readline())
+        ticket = requests.post(info["url"] + "/api/tickets", headers={"X-Forwarded-For": "203.0.113.9"},
+                               timeout=10).json()["ticket"]
+        from redis import Redis
+        assert Redis.from_url(redis_url, decode_responses=True).hget(f"qr:ticket:{ticket}", "ip") == "203.0.113.9"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        process.stdout.close()
+        process.stderr.close()
+
+
+def test_cli_refuses_a_trusted_proxy_that_is_no_address():
+    result = subprocess.run([sys.executable, "-m", "servers", "qrlogin", "--trusted-proxy", "my-balancer"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0 and "--trusted-proxy: 'my-balancer' is not an IP address" in result.stderr

@@ -1,5 +1,5 @@
 """The four transports of the QR-login app: first message = current state, resume, long-poll
-timeout, expiry pushed on time, and WebSocket close codes (BRIEF §3.2)."""
+timeout, expiry pushed on time, and WebSocket close codes."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ import tornado.websocket
 from servers import runtime
 from servers.clients.qr import Browser, Phone
 from servers.qrlogin import start_qrlogin
+from servers.wire.sse import SSEParser
 
 
 @pytest.fixture
@@ -100,6 +101,58 @@ def test_sse_last_event_id_resumes_after_that_version(qr):
         assert sse_events(response, 1) == [], "the stream ends after a terminal state"
     again = requests.get(f"{qr.url}/api/tickets/{ticket}/events", headers={"Last-Event-ID": "4"}, timeout=10)
     assert again.status_code == 204, "nothing more will come: 204 stops the browser reconnecting"
+
+
+def test_sse_retry_line_and_heartbeats_follow_the_settings(redis_url):
+    """The same stream rules as the feed server (servers.eventstream), from the same settings."""
+    with start_qrlogin("HB", redis_url=redis_url, sse_retry_ms=1234, sse_heartbeat_s=0.05) as qr:
+        _, ticket = create(qr)
+        with requests.get(f"{qr.url}/api/tickets/{ticket}/events", stream=True, timeout=10) as response:
+            parser, raw, events = SSEParser(), b"", []
+            chunks = response.iter_content(chunk_size=None)
+            while parser.comments < 2:  # the pending ticket stays quiet: heartbeats fill the silence
+                raw += (chunk := next(chunks))
+                events += parser.feed(chunk)
+        assert raw.startswith(b"retry: 1234\n\n") and parser.retry == 1234
+        assert b": heartbeat\n" in raw and b": heartbeat\n\n" not in raw, "one comment line, as the feed sends"
+        assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
+        assert response.headers["Cache-Control"] == "no-store" and response.headers["X-Accel-Buffering"] == "no"
+        assert [json.loads(e.data)["state"] for e in events] == ["pending"]
+
+
+@pytest.mark.parametrize("value", ["-1", "-5", "abc", "1.5", "+2", "2_0", "9" * 20])
+@pytest.mark.parametrize("where", ["header", "query"])
+def test_sse_id_that_is_not_a_non_negative_integer_is_a_json_400(qr, value, where):
+    """A negative id used to be read as 0 here (and a 400 on the feed): now a 400 on both."""
+    _, ticket = create(qr)
+    url = f"{qr.url}/api/tickets/{ticket}/events"
+    if where == "header":
+        response = requests.get(url, headers={"Last-Event-ID": value}, timeout=10)
+    else:
+        response = requests.get(url, params={"lastEventId": value}, timeout=10)
+    assert response.status_code == 400 and response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["error"] == "bad_last_event_id" and "integer" in body["detail"]
+
+
+def test_sse_what_a_browser_sends_back_is_always_accepted(qr):
+    """Read the stream as EventSource does (servers.wire.sse follows the WHATWG algorithm), then
+    reconnect with the last event id it kept, as the browser does after a drop: never a 400."""
+    _, ticket = create(qr)
+    phone = Phone(qr.url)
+    phone.login()
+    phone.scan(ticket)
+    parser = SSEParser()
+    with requests.get(f"{qr.url}/api/tickets/{ticket}/events", stream=True, timeout=10) as response:
+        for chunk in response.iter_content(chunk_size=None):
+            if parser.feed(chunk):
+                break
+    assert parser.last_event_id == "2"
+    with requests.get(f"{qr.url}/api/tickets/{ticket}/events", headers={"Last-Event-ID": parser.last_event_id},
+                      stream=True, timeout=10) as response:
+        assert response.status_code == 200
+        phone.confirm(ticket)
+        assert [e["id"] for e in sse_events(response, 1)] == [3]
 
 
 def test_websocket_sends_current_state_first_and_a_message_per_change(qr):

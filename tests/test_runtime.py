@@ -1,5 +1,5 @@
 """The in-process runtime in a plain Python process (tests/test_runtime_kernel.py does the same
-inside a real Jupyter kernel, where the pitfalls of BRIEF §6 actually bite)."""
+inside a real Jupyter kernel, where the pitfalls of a running kernel loop actually bite)."""
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,4 @@
-"""The runtime inside a real Jupyter kernel (nbclient), where BRIEF §6's pitfalls bite: the kernel
+"""The runtime inside a real Jupyter kernel (nbclient), where the known pitfalls bite: the kernel
 runs its own asyncio loop, and a blocking call in a cell blocks that loop.
 
 Each test builds a notebook in memory whose cells assert the behaviour; a failing assert fails the

@@ -33,6 +33,7 @@ from lab.measure import delivery_counts
 from servers.runtime import ServerHandle, serve
 from lab.tap import start_tap
 from servers.web import BaseHandler
+from servers.wire.http import encode_request
 
 __all__ = ["NaiveLongPollHandler", "start_lesson_feed", "measure_idle_cost", "measure_cursor_vs_naive", "gap_table",
            "hold_long_polls", "wait_for_waiters"]
@@ -68,7 +69,7 @@ class NaiveLongPollHandler(BaseHandler):
 
 
 def start_lesson_feed(name: str = "lesson-02", **settings: Any) -> ServerHandle:
-    """A feed server (every route of BRIEF §3.1) plus ``GET /naive/longpoll``, on a free port."""
+    """A feed server (every route of the feed) plus ``GET /naive/longpoll``, on a free port."""
     app = make_feed_app(name=name, **settings)
     app.add_handlers(r".*", [(r"/naive/longpoll", NaiveLongPollHandler)])
     return serve(app)
@@ -202,8 +203,8 @@ def hold_long_polls(feed: ServerHandle, count: int, timeout: float = 60) -> list
     sockets = []
     for _ in range(count):
         sock = socket.create_connection((feed.host, feed.port), timeout=10)
-        sock.sendall(f"GET /feed/longpoll?after={after}&timeout={timeout} HTTP/1.1\r\n"
-                     f"Host: {feed.host}:{feed.port}\r\n\r\n".encode("ascii"))
+        sock.sendall(encode_request("GET", f"/feed/longpoll?after={after}&timeout={timeout}",
+                                    {"Host": f"{feed.host}:{feed.port}"}))
         sockets.append(sock)
     return sockets
 

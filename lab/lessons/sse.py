@@ -23,6 +23,7 @@ from servers.clients.sse import SSEStream
 from lab.publishing import payload, publish_at_random_times, wait_published
 from lab.measure import delivery_counts
 from servers.runtime import ServerHandle
+from servers.wire.http import encode_request, split_chunked
 from lab.tap import parse_http_stream, start_tap
 
 __all__ = ["RawSSEConnection", "resume_experiment", "bytes_per_event", "split_chunks", "wait_for_streams"]
@@ -34,9 +35,10 @@ class RawSSEConnection:
     def __init__(self, url: str, last_event_id: int | None = None, timeout: float = 10) -> None:
         host, port = url.split("//", 1)[1].rstrip("/").rsplit(":", 1)
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        header = f"Last-Event-ID: {last_event_id}\r\n" if last_event_id is not None else ""
-        self.sock.sendall(f"GET /feed/sse HTTP/1.1\r\nHost: {host}:{port}\r\nAccept: text/event-stream\r\n"
-                          f"{header}\r\n".encode("ascii"))
+        headers = {"Host": f"{host}:{port}", "Accept": "text/event-stream"}
+        if last_event_id is not None:
+            headers["Last-Event-ID"] = str(last_event_id)
+        self.sock.sendall(encode_request("GET", "/feed/sse", headers))
         self.received = b""
 
     def read_until(self, marker: bytes, count: int = 1, timeout: float = 10) -> bytes:
@@ -132,17 +134,11 @@ def resume_experiment(feed: ServerHandle, *, events: int, duration: float, drops
 
 
 def split_chunks(body: bytes) -> list[tuple[bytes, bytes]]:
-    """An HTTP/1.1 chunked body as ``(size line with its CRLF, chunk data)`` pairs (complete chunks only)."""
-    chunks, pos = [], 0
-    while True:
-        line_end = body.find(b"\r\n", pos)
-        if line_end < 0:
-            return chunks
-        size = int(body[pos:line_end].split(b";")[0], 16)
-        if size == 0 or line_end + 2 + size + 2 > len(body):
-            return chunks
-        chunks.append((body[pos:line_end + 2], body[line_end + 2:line_end + 2 + size]))
-        pos = line_end + 2 + size + 2
+    """An HTTP/1.1 chunked body as ``(size line with its CRLF, chunk data)`` pairs (complete chunks only).
+
+    The last chunk (size 0) is left out; :func:`servers.wire.http.split_chunked` has it, and the rest.
+    """
+    return [(chunk.line, chunk.data) for chunk in split_chunked(body)[0] if chunk.size]
 
 
 def bytes_per_event(feed: ServerHandle, sizes: Sequence[int], per_size: int = 3) -> pd.DataFrame:

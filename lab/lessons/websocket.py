@@ -32,6 +32,7 @@ from servers import runtime
 from servers.clients._common import ws_url
 from servers.clients.ws import ConnectionClosed
 from lab.tap import parse_http_stream, parse_ws_frames
+from servers.wire.http import HttpParser, Response, encode_request
 from servers.wire.websocket import frame_overhead, parse_frame_header
 
 __all__ = ["raw_handshake", "RawWebSocket", "raw_frame", "describe_frame_header", "measure_frame_overhead",
@@ -55,28 +56,27 @@ def raw_handshake(target: Any, path: str, key: str, *, protocols: list[str] | No
     url = getattr(target, "url", target)
     parts = urlsplit(url)
     host = f"{parts.hostname}:{parts.port}"
-    lines = [f"GET {path} HTTP/1.1", f"Host: {host}", "Upgrade: websocket", "Connection: Upgrade",
-             f"Sec-WebSocket-Key: {key}"]
+    headers = {"Host": host, "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Key": key}
     if protocols:
-        lines.append(f"Sec-WebSocket-Protocol: {', '.join(protocols)}")
-    lines.append("Sec-WebSocket-Version: 13")
+        headers["Sec-WebSocket-Protocol"] = ", ".join(protocols)
+    headers["Sec-WebSocket-Version"] = "13"
     if origin:
-        lines.append(f"Origin: {origin}")
-    request = "\r\n".join(lines) + "\r\n\r\n"
+        headers["Origin"] = origin
+    request = encode_request("GET", path, headers)
+    parser, answer, head = HttpParser(response=True), b"", None
     with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as sock:
-        sock.sendall(request.encode("ascii"))
-        answer = b""
-        while b"\r\n\r\n" not in answer:
+        sock.sendall(request)
+        while head is None:
             chunk = sock.recv(4096)
             if not chunk:
-                break
+                break  # closed before the end of the answer's head
             answer += chunk
-    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
-    status_line, *header_lines = head.split("\r\n")
-    headers = {name.strip().lower(): value.strip()
-               for name, _, value in (line.partition(":") for line in header_lines)}
-    status = int(status_line.split()[1]) if len(status_line.split()) > 1 else 0
-    return {"request": request, "response": head + "\r\n\r\n", "status": status, "headers": headers}
+            head = next((event for event in parser.feed(chunk) if isinstance(event, Response)), None)
+    if head is None:
+        return {"request": request.decode("latin-1"), "response": answer.decode("latin-1"), "status": 0,
+                "headers": {}}
+    return {"request": request.decode("latin-1"), "response": answer[:head.header_bytes].decode("latin-1"),
+            "status": head.status, "headers": {name.lower(): value for name, value in head.headers}}
 
 
 class RawWebSocket:

@@ -16,12 +16,12 @@ How each policy becomes nginx configuration:
   (no or unknown cookie: the round-robin upstream), and ``add_header Set-Cookie`` that names the
   backend that answered (``$upstream_addr`` mapped to its name) when the request had no valid
   cookie. The result is what our balancer does: the first response pins the client.
-* ``ticket_hash``: BRIEF §5: ``map $uri $ticket { ~^/(api/tickets|m|qr)/(?<t>[^/.]+) $t; }``,
+* ``ticket_hash``: the ticket id from the path, ``map $uri $ticket { ~^/(api/tickets|m|qr)/(?<t>[^/.]+) $t; }``,
   else ``$arg_ticket``, and ``hash $ticket_key consistent`` (ketama). A request without a ticket
   hashes ``$request_id`` (random per request) so it spreads instead of piling on one server.
 
 SSE needs ``proxy_buffering off``; WebSocket needs ``proxy_http_version 1.1``, the
-``Upgrade``/``Connection`` headers and a long ``proxy_read_timeout`` (BRIEF §6). A backend that
+``Upgrade``/``Connection`` headers and a long ``proxy_read_timeout`` (nginx.org/en/docs/http/websocket.html). A backend that
 cannot be reached gives the same JSON 502 as ours (``error_page`` to a named location), and
 ``proxy_next_upstream off`` with ``max_fails=0`` keeps nginx from silently retrying another
 backend, so both balancers fail the same way (``failover=True`` restores nginx's default retry).
@@ -166,7 +166,7 @@ http {{
     scgi_temp_path {d}/scgi;
     server_tokens off;
 
-    # The ticket id a request is about (BRIEF section 5): from the path, else ?ticket=.
+    # The ticket id a request is about: from the path, else ?ticket=.
     map $uri $path_ticket {{
         default "";
         ~^/(api/tickets|m|qr)/(?<t>[^/.]+) $t;

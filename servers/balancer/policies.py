@@ -40,7 +40,7 @@ __all__ = ["POLICIES", "STICKY_COOKIE", "RouteRequest", "HashRing", "ticket_from
 POLICIES = ("round_robin", "least_conn", "ip_hash", "cookie", "ticket_hash", "random")
 STICKY_COOKIE = "spl_backend"  # the cookie policy's cookie: its value is the backend's name
 
-# The same pattern as the nginx map in BRIEF §5: ~^/(api/tickets|m|qr)/(?<t>[^/.]+)
+# The same pattern as the nginx map in servers/balancer/nginx.py: ~^/(api/tickets|m|qr)/(?<t>[^/.]+)
 TICKET_PATH = re.compile(r"^/(?:api/tickets|m|qr)/(?P<t>[^/.?]+)")
 # The browsers' push routes: with ``push_backends`` (the gateway fix) they go to the push tier.
 PUSH_PATH = r"^/api/tickets/[^/]+/(events|ws|longpoll)$"

@@ -166,6 +166,7 @@ class HttpProxyHandler(_BalancerReplies, tornado.web.RequestHandler):
     def initialize(self) -> None:
         self.upstream = None
         self.client_gone = False
+        self.finished = False  # the response is over (Tornado's own flag is private)
 
     async def get(self, *args: Any) -> None:
         app: BalancerApp = self.application  # type: ignore[assignment]
@@ -186,6 +187,9 @@ class HttpProxyHandler(_BalancerReplies, tornado.web.RequestHandler):
         self.client_gone = True
         if self.upstream is not None:
             self.upstream.close()  # the backend sees its client leave (a held SSE stream ends)
+
+    def on_finish(self) -> None:
+        self.finished = True
 
     def _upstream_headers(self) -> httputil.HTTPHeaders:
         request = self.request
@@ -237,8 +241,8 @@ class HttpProxyHandler(_BalancerReplies, tornado.web.RequestHandler):
             # The backend died mid-response: end the client's connection abruptly too, so it sees
             # a broken stream (and an SSE client reconnects), not a response that looks complete.
             entry["status"] = entry["status"] or 502
-            self.request.connection.close()
-            self._finished = True
+            self.finished = True
+            self.detach().close()  # detach(): Tornado writes nothing more (no final chunk); then drop it
 
     def _bad_gateway(self, backend: Backend, entry: dict[str, Any], why: str) -> None:
         entry["status"] = 502
@@ -290,7 +294,7 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
 
     def finish(self) -> None:
         self.finished = True
-        if not self.handler.client_gone and not self.handler._finished:
+        if not self.handler.client_gone and not self.handler.finished:
             self.handler.finish()
 
     def on_connection_close(self) -> None:

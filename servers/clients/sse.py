@@ -19,6 +19,7 @@ from typing import Any, AsyncIterator, Iterator
 import requests
 
 from servers.clients._common import base_url, stamp
+from servers.wire.http import EndOfMessage, HttpParser, Response, encode_request
 from servers.wire.sse import SSEEvent, SSEParser
 
 __all__ = ["SSEStream", "AsyncSSEStream", "sse_message"]
@@ -123,32 +124,25 @@ class AsyncSSEStream:
         parts = urllib.parse.urlsplit(self.url)
         reader, self._writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
         target = parts.path + (f"?{parts.query}" if parts.query else "")
-        request = f"GET {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nAccept: text/event-stream\r\n"
+        headers = {"Host": parts.netloc, "Accept": "text/event-stream"}
         if self.last_event_id:
-            request += f"Last-Event-ID: {self.last_event_id}\r\n"
-        self._writer.write((request + "\r\n").encode("latin-1"))
+            headers["Last-Event-ID"] = self.last_event_id
+        self._writer.write(encode_request("GET", target, headers))
+        http, parser = HttpParser(response=True), SSEParser()
         try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            self.status = int(head.split(b" ", 2)[1])
-            if self.status != 200:
-                raise RuntimeError(f"GET {self.url} -> {self.status}")
-            chunked = b"transfer-encoding: chunked" in head.lower()
-            parser = SSEParser()
-            while True:
-                if chunked:
-                    size = int((await reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                    if size == 0:
+            while data := await reader.read(65536):  # the end of the connection ends the stream
+                for piece in http.feed(data):
+                    if isinstance(piece, Response):
+                        self.status = piece.status
+                        if self.status != 200:
+                            raise RuntimeError(f"GET {self.url} -> {self.status}")
+                    elif isinstance(piece, EndOfMessage):
                         return
-                    data = await reader.readexactly(size + 2)
-                    data = data[:-2]
-                else:
-                    data = await reader.read(65536)
-                    if not data:
-                        return
-                for event in parser.feed(data):
-                    self.last_event_id = parser.last_event_id
-                    yield sse_message(event)
-        except (asyncio.IncompleteReadError, ConnectionError):
+                    else:
+                        for event in parser.feed(piece.data):
+                            self.last_event_id = parser.last_event_id
+                            yield sse_message(event)
+        except ConnectionError:
             return
         finally:
             self._writer.close()

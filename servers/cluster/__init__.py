@@ -19,13 +19,16 @@ under their names (A, B, ...), so one process runs one in-process cluster at a t
 from __future__ import annotations
 
 import atexit
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from servers.balancer import BalancerHandle, start_balancer
 from servers import runtime
 from servers.process import ServerProcess
 
-__all__ = ["start_cluster", "ClusterHandle", "ServerProcess", "qrlogin_process", "server_names"]
+if TYPE_CHECKING:  # pragma: no cover
+    from servers.qrlogin.push import Fix
+
+__all__ = ["start_cluster", "ClusterHandle", "ServerProcess", "qrlogin_process", "server_names", "balancer_addresses"]
 
 
 def server_names(n: int) -> list[str]:
@@ -34,10 +37,24 @@ def server_names(n: int) -> list[str]:
 
 
 def qrlogin_process(name: str, fix: str, redis_url: str, host: str = "127.0.0.1",
-                    ticket_ttl: float = 120) -> ServerProcess:
+                    ticket_ttl: float = 120, trusted_proxies: tuple[str, ...] = ()) -> ServerProcess:
     """A QR-login server in a child process (``python -m servers qrlogin``)."""
     return ServerProcess(["qrlogin", "--port", "0", "--host", host, "--name", name, "--fix", fix,
-                          "--redis", redis_url, "--ticket-ttl", str(ticket_ttl)], name)
+                          "--redis", redis_url, "--ticket-ttl", str(ticket_ttl),
+                          *[arg for proxy in trusted_proxies for arg in ("--trusted-proxy", proxy)]], name)
+
+
+def balancer_addresses(host: str) -> tuple[str, ...]:
+    """The address a balancer on this machine reaches servers bound to ``host`` from.
+
+    The servers trust its ``X-Forwarded-For`` (``trusted_proxies``, servers.limits), so that their
+    limits and the phone's confirm page see each browser's address, not the balancer's. For a
+    local destination the kernel uses the destination's address as the source; a wildcard bind
+    is reached through loopback.
+    """
+    if host in ("", "0.0.0.0", "::", "localhost"):
+        return ("127.0.0.1", "::1")
+    return (host,)
 
 
 class ClusterHandle:
@@ -58,7 +75,7 @@ class ClusterHandle:
         self.url = balancer.url
         self.ws_url = balancer.ws_url
         self.state = "running"
-        self.gateway: Any = None  # fix="gateway": the push tier (servers/qrlogin/fixes/gateway_tier.py), stopped with the cluster
+        self.gateway: Any = None  # the fix's push tier if it has one (gateway: fixes/gateway_tier.py), stopped with the cluster
 
     def __repr__(self) -> str:
         return (f"<ClusterHandle {self.name} {self.url} servers={list(self.servers)} policy={self.policy} "
@@ -135,26 +152,34 @@ def _stop_live() -> None:
             pass
 
 
-def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", balancer: str = "python",
+def start_cluster(n: int = 2, policy: str | None = None, fix: str | Fix = "none", balancer: str = "python",
                   transport: str | None = None, redis_url: str | None = None, processes: bool = False,
                   names: list[str] | None = None, *, name: str = "cluster", host: str = "127.0.0.1",
                   port: int = 0, ticket_ttl: float = 120, connect_timeout: float = 3.0,
                   seed: int | None = None) -> ClusterHandle:
     """Start ``n`` QR-login servers behind a balancer (``"python"``, ours, or ``"nginx"``).
 
-    ``policy`` defaults to ``round_robin``, or ``ticket_hash`` when ``fix="ticket_hash"`` (that fix
-    *is* the policy). Redis: ``redis_url``, else ``REDIS_URL``, else a fresh ``redis-server`` that
+    ``fix``: a name from ``servers.qrlogin.fixes.FIXES`` or a :class:`~servers.qrlogin.push.Fix`
+    (with ``processes=True`` only a registered one: a child process looks the name up). ``policy``
+    defaults to the one the fix relies on (``ticket_hash`` for ``fix="ticket_hash"``: that fix *is*
+    the policy), else ``round_robin``. A fix with a push tier (``gateway``) gets it started in
+    front of the push routes. Redis: ``redis_url``, else ``REDIS_URL``, else a fresh ``redis-server`` that
     the cluster stops with itself. ``transport`` is the default for ``browser()``/``login_once()``.
     ``port`` is the balancer's (0: a free one).
     """
+    from servers.qrlogin.fixes import FIXES, get_fix
     from servers.redisproc import redis_url_from_env, start_redis
 
+    spec = get_fix(fix)  # an unknown name is a ValueError naming the fixes, before anything starts
+    if processes and FIXES.get(spec.name) is not spec:
+        raise ValueError(f"fix {spec.name!r} is not in servers.qrlogin.fixes.FIXES: a fix of your own runs "
+                         "in-process only (processes=False), since a child process looks --fix up by name")
     if n < 1:
         raise ValueError(f"a cluster needs at least one server, not n={n}")
     names = list(names) if names is not None else server_names(n)
     if len(names) != n or len(set(names)) != n:
         raise ValueError(f"names must be {n} distinct names, got {names}")
-    policy = policy or ("ticket_hash" if fix == "ticket_hash" else "round_robin")
+    policy = policy or spec.policy or "round_robin"
     old = _live.get(name)
     if old is not None:
         old.stop()
@@ -168,18 +193,17 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", bala
     lb = None
     gateway = None
     try:
-        if fix == "gateway":  # the push tier that holds every browser channel (servers/qrlogin/fixes/gateway_tier.py)
-            from servers.qrlogin.fixes.gateway_tier import start_push_tier
-
-            gateway = start_push_tier(url, processes=processes, host=host)
+        if spec.push_tier is not None:  # the tier that holds every browser channel (the gateway fix's)
+            gateway = spec.push_tier(url, processes=processes, host=host, trusted_proxies=balancer_addresses(host))
         for server_name in names:
             if processes:
-                started[server_name] = qrlogin_process(server_name, fix, url, host=host, ticket_ttl=ticket_ttl)
+                started[server_name] = qrlogin_process(server_name, spec.name, url, host=host, ticket_ttl=ticket_ttl,
+                                                       trusted_proxies=balancer_addresses(host))
             else:
                 from servers.qrlogin.app import start_qrlogin
 
-                started[server_name] = start_qrlogin(server_name, fix=fix,
-                                                     redis_url=url, host=host, ticket_ttl=ticket_ttl)
+                started[server_name] = start_qrlogin(server_name, fix=spec, redis_url=url, host=host,
+                                                     ticket_ttl=ticket_ttl, trusted_proxies=balancer_addresses(host))
         lb = start_balancer([f"{k}={v.url}" for k, v in started.items()], policy, kind=balancer,
                             name=f"{name}-lb", host=host, port=port, connect_timeout=connect_timeout,
                             seed=seed, push_backends=[gateway] if gateway is not None else ())
@@ -192,7 +216,7 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str = "none", bala
         if redis is not None:
             redis.stop()
         raise
-    cluster = ClusterHandle(name, started, lb, url, redis, transport, fix)
+    cluster = ClusterHandle(name, started, lb, url, redis, transport, spec.name)
     cluster.gateway = gateway
     _live[name] = cluster
     runtime.track(f"cluster:{name}", cluster)  # servers.stop_all() stops it too

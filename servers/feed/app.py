@@ -32,16 +32,18 @@ from servers.feed.stomp_session import StompWebSocketHandler
 from servers.feed.ws import FeedWebSocketHandler
 from servers.limits import Limits
 from servers.runtime import ServerApp, ServerHandle, serve
+from servers.settings import PUSH_DEFAULTS, merge_settings
 
 __all__ = ["FeedApp", "make_feed_app", "start_feed", "urls", "DEFAULT_SETTINGS", "ROUTES"]
 
-#: Every tunable, with its default. Pass any of them to make_feed_app / start_feed.
+#: Every tunable, with its default. Pass any of them to make_feed_app / start_feed; handlers read
+#: ``self.settings[name]`` (the style of every server: servers.settings). The push knobs (SSE retry
+#: and heartbeat, long-poll ceiling, WebSocket size and ping) are servers.settings.PUSH_DEFAULTS;
+#: no WebSocket pings here, so lesson 04's byte counts show only the frames it sends.
 DEFAULT_SETTINGS: dict[str, Any] = {
-    "websocket_max_message_size": 64 * 1024,  # Tornado closes with 1009 above this (default 10 MiB)
+    **PUSH_DEFAULTS,
     "max_publish_bytes": 64 * 1024,           # POST /feed/publish body limit (413 above)
     "outbox_limit": 1000,                     # messages queued per push connection before it is dropped
-    "sse_retry_ms": 1000,                     # the retry: line, the browser's reconnection delay
-    "sse_heartbeat": 15.0,                    # seconds of silence before an SSE comment heartbeat
     "stomp_heartbeat_ms": (10000, 10000),     # what the broker offers in CONNECTED heart-beat
     "stomp_max_headers": 32,
     "stomp_max_header_length": 4096,          # bytes per header line
@@ -66,8 +68,7 @@ class FeedApp(ServerApp):
 
     def __init__(self, name: str = "feed", buffer_size: int = 1000, stomp_controllers: list | None = None,
                  **settings: Any) -> None:
-        merged = {**DEFAULT_SETTINGS, **settings}
-        super().__init__(ROUTES, name=name, **merged)
+        super().__init__(ROUTES, name=name, **merge_settings(DEFAULT_SETTINGS, settings, owner=f"feed {name!r}"))
         self.buffer = EventBuffer(buffer_size)
         self.waiters: set[asyncio.Future] = set()
         self.subscribers: set[Any] = set()

@@ -1,4 +1,4 @@
-"""``python -m servers feed --port P --name NAME``: the feed server as a process (BRIEF §4).
+"""``python -m servers feed --port P --name NAME``: the feed server as a process.
 
 Prints one JSON line when ready - ``{"url", "name", "publish", "poll", "longpoll", "sse", "ws",
 "stomp", "pages", "pid"}`` - and runs until SIGINT or SIGTERM.

@@ -1,10 +1,11 @@
 """Long polling: ``GET /feed/longpoll?after=N&timeout=S``.
 
 The request is held open until an event with seq > N exists, then answered; after ``S``
-seconds (default 30) with nothing new it is answered with ``{"events": []}``, and the client
-asks again. Each held request is a *waiter*: a future in ``app.waiters`` that ``publish``
-resolves. When the client goes away first, ``on_connection_close`` cancels its future, so no
-waiter leaks (``app.waiter_count`` drops back to 0) - the pattern of Tornado's ``demos/chat``.
+seconds (default 30, at most the ``longpoll_max_s`` setting) with nothing new it is answered
+with ``{"events": []}``, and the client asks again. Each held request is a *waiter*: a future in
+``app.waiters`` that ``publish`` resolves. When the client goes away first,
+``on_connection_close`` cancels its future, so no waiter leaks (``app.waiter_count`` drops back
+to 0) - the pattern of Tornado's ``demos/chat``.
 """
 from __future__ import annotations
 
@@ -16,8 +17,6 @@ from servers.web import BaseHandler
 
 __all__ = ["LongPollHandler"]
 
-MAX_TIMEOUT = 300.0
-
 
 class LongPollHandler(NoCacheMixin, BaseHandler):
     waiter: asyncio.Future | None = None
@@ -26,7 +25,7 @@ class LongPollHandler(NoCacheMixin, BaseHandler):
     async def get(self) -> None:
         app = self.application
         after = self.int_argument("after", default=0, minimum=0)
-        timeout = self.float_argument("timeout", default=30.0, minimum=0.0, maximum=MAX_TIMEOUT)
+        timeout = self.float_argument("timeout", default=30.0, minimum=0.0, maximum=app.settings["longpoll_max_s"])
         events, missed = app.buffer.since(after)
         if not events and not missed and timeout > 0:
             self.waiter = app.wait_for_event()

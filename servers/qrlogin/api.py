@@ -9,7 +9,7 @@ from __future__ import annotations
 from servers.qrlogin import auth
 from servers.qrlogin.base import TICKET_ID, QRHandler, refusal_error
 from servers.qrlogin.tickets import TransitionRefused, fingerprint
-from servers.limits import rate_limited
+from servers.limits import limits_for, rate_limited
 from servers.web import ApiError
 
 
@@ -22,8 +22,9 @@ class CreateTicketHandler(QRHandler):
         bind = self.get_cookie(auth.BIND_COOKIE)
         if not auth.well_formed(bind):
             bind = auth.new_secret()
+        ip = auth.client_address(self.request, limits_for(self.qr).trusted)  # the limits' policy: proxies we trust
         ticket = await self.qr.tickets.create(
-            bind_secret=bind, ip=auth.client_address(self.request), ua=self.request.headers.get("User-Agent", ""),
+            bind_secret=bind, ip=ip, ua=self.request.headers.get("User-Agent", ""),
             scan_url_for=lambda ticket_id: self.qr.scan_url(self.request, ticket_id), created_by=self.qr.name)
         self.set_cookie(auth.BIND_COOKIE, bind, **auth.cookie_options(self.request))
         self.write_json({"ticket": ticket.id, "scan_url": ticket.fields["scan_url"], "expires_at": ticket.expires_at,
@@ -65,10 +66,11 @@ class ScanHandler(PhoneHandler):
     @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self, ticket_id: str) -> None:
         user = await self.phone_user()
+        phone_ip = auth.client_address(self.request, limits_for(self.qr).trusted)
         try:
             ticket, changed = await self.qr.tickets.transition(
                 ticket_id, ("pending", "scanned"), "scanned", check=None,
-                set_fields={"user": user, "phone_ip": auth.client_address(self.request)})
+                set_fields={"user": user, "phone_ip": phone_ip})
         except TransitionRefused as exc:
             await self.qr.publish_refusal(ticket_id, exc)
             raise refusal_error(exc, ticket_id, "scan") from None

@@ -9,8 +9,9 @@ Where state lives - the heart of the lesson:
   id → the open SSE streams, WebSockets and long polls of browsers connected to *this* server).
 
 With ``fix="none"`` a change made on B is published only to B's channels, so a browser waiting
-on A never hears of it: that, and nothing else, is the bug. Fixes (``servers.qrlogin.fixes``)
-replace ``app.push``.
+on A never hears of it: that, and nothing else, is the bug. A fix is handed to the app as a
+:class:`~servers.qrlogin.push.Fix` (``make_qrlogin_app``/``start_qrlogin`` look a name up in
+``servers.qrlogin.fixes.FIXES``), and the app takes its hub, ``app.push``, from it.
 
 Redis: ``redis_url`` if given, else ``REDIS_URL`` from the environment, else one
 ``redis-server`` started on a free loopback port the first time it is needed and shared by every
@@ -26,7 +27,6 @@ jupyter-server-proxy), or from ``public_url`` when given, so the phone opens the
 from __future__ import annotations
 
 import re
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,58 +37,49 @@ from redis.backoff import ExponentialBackoff
 
 from servers.qrlogin import api, auth, transports, views
 from servers.qrlogin.auth import Accounts
-from servers.qrlogin.fixes import make_push_hub
+from servers.qrlogin.fixes import BUG, get_fix
+from servers.qrlogin.push import Fix
 from servers.qrlogin.tickets import TicketStore, TransitionRefused
 from servers.limits import Limits
+from servers.redisproc import shared_redis_url
 from servers.runtime import ServerApp, ServerHandle, serve
+from servers.settings import QRLOGIN_DEFAULTS, merge_settings
 
-__all__ = ["QRLoginApp", "make_qrlogin_app", "start_qrlogin", "shared_redis_url"]
+__all__ = ["QRLoginApp", "make_qrlogin_app", "start_qrlogin", "shared_redis_url", "DEFAULT_SETTINGS"]
 
 PAGES = Path(__file__).parent / "pages"
 _PREFIX_SHAPE = re.compile(r"^(/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*$")
 
-_shared_lock = threading.Lock()
-_shared_redis = None  # the process-wide embedded Redis (a resource like the server loop, not app state)
-
-
-def shared_redis_url() -> str:
-    """``REDIS_URL`` if set, else the URL of this process's embedded Redis (started on first use)."""
-    global _shared_redis
-    from servers.redisproc import redis_url_from_env, start_redis
-
-    from_env = redis_url_from_env()
-    if from_env:
-        return from_env
-    with _shared_lock:
-        if _shared_redis is None or not _shared_redis.running:
-            _shared_redis = start_redis()
-        return _shared_redis.url
+#: Every tunable of a QR-login server (and of the gateway's push tier), with its default. Pass any
+#: of them to start_qrlogin / make_qrlogin_app; handlers read ``self.settings[name]`` (the style of
+#: every server: servers.settings). Fix options (``gateway_url``, ...) and the per-address limits
+#: (servers.limits, ``trusted_proxies`` among them) are settings too.
+DEFAULT_SETTINGS: dict[str, Any] = QRLOGIN_DEFAULTS
 
 
 class QRLoginApp(ServerApp):
-    """One QR-login server. Attributes: ``fix``, ``redis_url``, ``redis``, ``tickets``,
-    ``accounts``, ``push`` (the hub: ``push.channels``, ``push.stats``), ``users``, ``public_url``."""
+    """One QR-login server. Attributes: ``fix`` (its name), ``redis_url``, ``redis``, ``tickets``,
+    ``accounts``, ``push`` (the hub: ``push.channels``, ``push.stats``), ``users``, ``public_url``.
 
-    def __init__(self, name: str = "qr", fix: str = "none", redis_url: str | None = None,
+    ``fix`` is a :class:`~servers.qrlogin.push.Fix`, which makes the hub; the app never looks a
+    fix up by name (:func:`make_qrlogin_app` does), so no fix depends on this module."""
+
+    def __init__(self, name: str = "qr", fix: Fix = BUG, redis_url: str | None = None,
                  public_url: str | None = None, users: dict[str, str] | None = None, ticket_ttl: float = 120,
                  *, ticket_grace: float = 300, namespace: str = "qr", allowed_origins: tuple[str, ...] = (),
-                 poll_interval_s: float = 0.5, longpoll_max: float = 300, sse_retry_ms: int = 1000,
-                 heartbeat_s: float = 15, **settings: Any) -> None:
+                 **settings: Any) -> None:
         settings.setdefault("template_path", str(PAGES))
-        settings.setdefault("websocket_max_message_size", 64 * 1024)  # OWASP: small messages only
-        settings.setdefault("websocket_ping_interval", 20)
+        settings = merge_settings(DEFAULT_SETTINGS, settings, owner=f"QR-login server {name!r}")
         super().__init__(api.routes() + transports.routes() + views.routes(), name=name, **settings)
-        self.fix = fix
+        if not isinstance(fix, Fix):
+            raise TypeError(f"fix must be a Fix (make_qrlogin_app and start_qrlogin take a name), not {fix!r}")
+        self.fix = fix.name
         self.redis_url = redis_url or shared_redis_url()
         self.public_url = public_url.rstrip("/") if public_url else None
         self.users = dict(users) if users is not None else dict(auth.DEFAULT_USERS)
         self.ticket_ttl = float(ticket_ttl)
         self.namespace = namespace
         self.allowed_origins = tuple(allowed_origins)
-        self.poll_interval_s = poll_interval_s
-        self.longpoll_max = float(longpoll_max)
-        self.sse_retry_ms = int(sse_retry_ms)
-        self.heartbeat_s = float(heartbeat_s)
         # The client connects lazily on first use, on the loop that uses it (the server loop); it
         # retries a dropped connection, so the server carries on after Redis restarts.
         self.redis = redis.asyncio.Redis.from_url(
@@ -97,7 +88,7 @@ class QRLoginApp(ServerApp):
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
         self.tickets = TicketStore(self.redis, ttl=self.ticket_ttl, grace=ticket_grace, namespace=namespace)
         self.accounts = Accounts(self.redis, self.users, namespace=namespace)
-        self.push = make_push_hub(fix, self)
+        self.push = fix.make_hub(self)
         self.limits = Limits(self.settings)  # per-address limits (servers.limits); a bad setting fails here
         extra = self.push.routes()
         if extra:
@@ -130,29 +121,23 @@ class QRLoginApp(ServerApp):
             prefix = ""
         return f"{auth.public_origin(request)}{prefix}/m/{ticket_id}"
 
-    async def expire_if_due(self, ticket_id: str) -> None:
-        """Move a ticket past its expiry to ``expired`` and push that (timers of open channels)."""
-        try:
-            _, expired_event = await self.tickets.get(ticket_id)
-        except redis.exceptions.RedisError:
-            return  # the next read expires it
-        if expired_event is not None:
-            await self.push.publish(ticket_id, expired_event)
-
     async def publish_refusal(self, ticket_id: str, refused: TransitionRefused) -> None:
         """A refused change may still have expired the ticket: push that change."""
         if refused.expired_event is not None:
             await self.push.publish(ticket_id, refused.expired_event)
 
 
-def make_qrlogin_app(name: str = "qr", fix: str = "none", redis_url: str | None = None,
+def make_qrlogin_app(name: str = "qr", fix: str | Fix = "none", redis_url: str | None = None,
                      public_url: str | None = None, users: dict[str, str] | None = None,
                      ticket_ttl: float = 120, **settings: Any) -> QRLoginApp:
-    """A QR-login app, not yet listening (``serve(app)`` or a balancer test starts it)."""
-    return QRLoginApp(name, fix, redis_url, public_url, users, ticket_ttl, **settings)
+    """A QR-login app, not yet listening (``serve(app)`` or a balancer test starts it).
+
+    ``fix``: a name from ``servers.qrlogin.fixes.FIXES`` (a ValueError lists them) or a
+    :class:`~servers.qrlogin.push.Fix` of your own, e.g. ``Fix("mine", MyHub)``."""
+    return QRLoginApp(name, get_fix(fix), redis_url, public_url, users, ticket_ttl, **settings)
 
 
-def start_qrlogin(name: str = "qr", fix: str = "none", redis_url: str | None = None, host: str = "127.0.0.1",
+def start_qrlogin(name: str = "qr", fix: str | Fix = "none", redis_url: str | None = None, host: str = "127.0.0.1",
                   **settings: Any) -> ServerHandle:
     """Start a QR-login server on a free port (in the background server loop) and return its handle.
 

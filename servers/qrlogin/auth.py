@@ -22,6 +22,8 @@ import re
 import secrets
 from urllib.parse import urlsplit
 
+from servers import limits
+
 DEFAULT_USERS = {"alice": "alice"}
 BIND_COOKIE = "qr_bind"
 SESSION_COOKIE = "qr_session"
@@ -105,11 +107,12 @@ def cookie_options(request) -> dict:
     return {"httponly": True, "samesite": "Lax", "secure": is_https(request), "path": "/"}
 
 
-def client_address(request) -> str:
-    """The browser's address: the last ``X-Forwarded-For`` entry (the one our balancer added),
-    else the peer address. The app trusts the balancer in front of it, as deployments do."""
-    forwarded = [part.strip() for part in request.headers.get("X-Forwarded-For", "").split(",") if part.strip()]
-    return forwarded[-1] if forwarded else (request.remote_ip or "")
+def client_address(request, trusted_proxies=()) -> str:
+    """The client's address, by the limits' policy (:func:`servers.limits.client_address`): the
+    peer, or the last ``X-Forwarded-For`` entry when the peer is one of ``trusted_proxies`` (the
+    ``trusted_proxies`` setting). Believing the header from anyone would let a client write any
+    address it likes onto the phone's confirm page."""
+    return limits.client_address(request, trusted_proxies)
 
 
 def public_origin(request) -> str:

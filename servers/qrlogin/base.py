@@ -9,16 +9,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.exceptions
 
 from servers.qrlogin import auth
+from servers.qrlogin.push import PushApp, PushHub
 from servers.qrlogin.tickets import Ticket, TransitionRefused
 from servers.web import ApiError, BaseHandler
 
 if TYPE_CHECKING:  # pragma: no cover
-    from servers.qrlogin.app import QRLoginApp
+    from servers.qrlogin.auth import Accounts
 
 # A ticket id in a route: what new_ticket_id makes (URL-safe base64), bounded in length.
 TICKET_ID = r"([A-Za-z0-9_-]{1,64})"
@@ -58,13 +59,33 @@ def refusal_error(exc: TransitionRefused, ticket_id: str, action: str) -> ApiErr
     return ApiError(409, "bad_state", f"Cannot {action} a {state} ticket.", state=state)
 
 
-class QRHandlerMixin:
-    """Helpers for HTTP and WebSocket handlers of :class:`~servers.qrlogin.app.QRLoginApp`."""
+class QRServer(PushApp, Protocol):
+    """What the QR-login handlers use of the server they run in (``self.qr``).
 
-    application: "QRLoginApp"
+    :class:`~servers.qrlogin.app.QRLoginApp` has all of it. The gateway's push tier serves only
+    the push routes (``transports``), which use the :class:`~servers.qrlogin.push.PushApp` part,
+    ``push``, ``public_url`` and ``allowed_origins``. Tunables are in ``settings``. A protocol
+    rather than the app class, so the handlers do not import the app (which imports them).
+    """
+
+    push: PushHub
+    public_url: str | None
+    allowed_origins: tuple[str, ...]
+    users: dict[str, str]
+    accounts: Accounts
+
+    def scan_url(self, request: Any, ticket_id: str) -> str: ...
+
+    async def publish_refusal(self, ticket_id: str, refused: TransitionRefused) -> None: ...
+
+
+class QRHandlerMixin:
+    """Helpers for the HTTP and WebSocket handlers of a QR-login server (:class:`QRServer`)."""
+
+    application: QRServer
 
     @property
-    def qr(self) -> "QRLoginApp":
+    def qr(self) -> QRServer:
         return self.application
 
     def origin_ok(self) -> bool:
@@ -82,9 +103,7 @@ class QRHandlerMixin:
 
     async def load_ticket(self, ticket_id: str) -> Ticket:
         """The ticket now, or a 404; expiring it here if it is due (and pushing that)."""
-        ticket, expired_event = await self.qr.tickets.get(ticket_id)
-        if expired_event is not None:
-            await self.qr.push.publish(ticket_id, expired_event)
+        ticket = await self.qr.push.read_ticket(ticket_id)
         if ticket is None:
             raise unknown_ticket(ticket_id)
         return ticket
@@ -95,7 +114,7 @@ class QRHandlerMixin:
             return None
         delay = max(0.0, ticket.expires_at - time.time()) + 0.05
         loop = asyncio.get_running_loop()
-        return loop.call_later(delay, lambda: asyncio.ensure_future(self.qr.expire_if_due(ticket.id)))
+        return loop.call_later(delay, lambda: asyncio.ensure_future(self.qr.push.expire_if_due(ticket.id)))
 
 
 def _store_down(exc: BaseException | None) -> bool:

@@ -1,5 +1,8 @@
 """``python -m servers qrlogin --port 0 --name A [--fix none] [--redis URL]``: one QR-login server.
 
+``--trusted-proxy ADDR`` (repeatable) names a balancer in front whose ``X-Forwarded-For`` is
+believed (``servers.limits``: the limits count, and the confirm page shows, that address).
+
 Prints one JSON line when ready: ``{"url", "name", "fix", "redis", "pid"}``. Without ``--redis``
 (and no ``REDIS_URL``) it starts its own Redis, which only suits a single server: a cluster of
 processes must share one ``--redis URL``.
@@ -22,16 +25,26 @@ def add_arguments(parser) -> None:
     parser.add_argument("--public-url", default=None, metavar="URL",
                         help="base URL the QR code points phones at (default: the address the browser used)")
     parser.add_argument("--ticket-ttl", type=float, default=120, help="seconds a ticket stays valid")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                        help="a balancer's address or network whose X-Forwarded-For is believed (repeatable; "
+                             "default: none, the peer address is the client's)")
 
 
 def main(args) -> int:
+    from servers.limits import trusted_proxy_list
     from servers.qrlogin.app import make_qrlogin_app
     from servers.runtime import serve, stop_all
 
+    try:
+        trusted = trusted_proxy_list(args.trusted_proxy)
+    except ValueError as exc:
+        raise SystemExit(f"--trusted-proxy: {exc}") from None
+
     def start() -> dict:
         app = make_qrlogin_app(args.name, fix=args.fix, redis_url=args.redis, public_url=args.public_url,
-                               ticket_ttl=args.ticket_ttl)
+                               ticket_ttl=args.ticket_ttl, trusted_proxies=trusted)
         handle = serve(app, host=args.host, port=args.port)
         return {"url": handle.url, "name": handle.name, "fix": args.fix, "redis": app.redis_url, "pid": os.getpid()}
 
     return cli.run_until_signal(start, stop_all)
+

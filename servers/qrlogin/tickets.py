@@ -13,7 +13,7 @@ One Redis hash per ticket, ``<ns>:ticket:<id>``:
 ``at``         ``time.time()`` of the last change (the event's ``at``)
 ``created_at``, ``expires_at``  seconds since the epoch
 ``bind``       SHA-256 of the browser-binding cookie (the cookie itself is never stored)
-``ip``, ``ua``  the requesting browser's address (``X-Forwarded-For`` honoured) and user agent
+``ip``, ``ua``  the requesting browser's address (``X-Forwarded-For`` from trusted proxies) and agent
 ``user``       the phone user who scanned (only that user may confirm); ``phone_ip`` their address
 ``scan_url``   what the QR code encodes
 ``created_by`` the server that created it (shown in lessons)

@@ -7,22 +7,23 @@ poll still answers when it times out, with the state read from Redis then).
 
 Every channel (long poll aside) sends the current state first, then each change once, in
 version order (``Subscription`` drops anything not newer). SSE uses ``id: <version>`` and
-resumes after ``Last-Event-ID``; the WebSocket does the same with ``?after=v`` on connect (and
-replays on ``{"after": v}``). A channel ends after a terminal state (``redeemed``, ``expired``);
-an SSE reconnect after the end gets 204, which tells the browser to stop reconnecting.
+resumes after ``Last-Event-ID`` (or ``?lastEventId=``), with the feed server's ``retry:`` line,
+heartbeats and resume rule (:mod:`servers.eventstream`); the WebSocket does the same with
+``?after=v`` on connect (and replays on ``{"after": v}``). A channel ends after a terminal
+state (``redeemed``, ``expired``); an SSE reconnect after the end gets 204, which tells the
+browser to stop reconnecting.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 
-from tornado.ioloop import PeriodicCallback
-
+from servers.eventstream import HEARTBEAT_COMMENT, EventStreamMixin
 from servers.qrlogin.base import TICKET_ID, QRHandler, QRHandlerMixin
 from servers.qrlogin.tickets import STATES, TERMINAL
 from servers.limits import LimitedWebSocketMixin, holds_connection
 from servers.web import ApiError, BaseHandler, BaseWebSocketHandler, loads_json
-from servers.wire.sse import encode_comment, encode_event
+from servers.wire.sse import encode_event
 
 
 def sse_message(event: dict) -> bytes:
@@ -56,7 +57,7 @@ class LongPollHandler(QRHandler):
         known = self.get_argument("state", None)
         if known is not None and known not in STATES:
             raise ApiError(400, "bad_argument", f"Query argument 'state' must be one of {', '.join(STATES)}, not {known!r}.")
-        timeout = self.float_argument("timeout", 30.0, minimum=0.0, maximum=self.qr.longpoll_max)
+        timeout = self.float_argument("timeout", 30.0, minimum=0.0, maximum=self.settings["longpoll_max_s"])
         self.waiter = asyncio.get_running_loop().create_future()
 
         def on_event(event: dict) -> None:
@@ -88,56 +89,40 @@ class LongPollHandler(QRHandler):
             self.sub.close()
 
 
-class EventsHandler(QRHandler):
+class EventsHandler(EventStreamMixin, QRHandler):
     """``GET /api/tickets/{id}/events``: Server-Sent Events, one message per state change."""
 
+    cache_control = "no-store"  # login state: kept out of every cache, as on all of this app's routes
     sub = None
     done: asyncio.Future | None = None
-    heartbeat: PeriodicCallback | None = None
     expiry = None
 
     @holds_connection("sse")  # 429 beyond max_connections_per_address (servers.limits)
     async def get(self, ticket_id: str) -> None:
         self.require_same_site()
-        last = self.last_event_id()
+        last = self.last_event_id() or 0  # no resume point: from the start, the current state first
         ticket = await self.load_ticket(ticket_id)
         if ticket.terminal and ticket.version <= last:
             self.set_status(204)  # nothing more will come: 204 stops EventSource reconnecting
             self.finish()
             return
         self.done = asyncio.get_running_loop().create_future()
-        self.set_header("Content-Type", "text/event-stream; charset=UTF-8")
-        self.set_header("Cache-Control", "no-store")
-        self.set_header("X-Accel-Buffering", "no")  # nginx: do not buffer this response
-        if self.request.connection.stream is not None:  # small events must not wait for Nagle + delayed ACK
-            self.request.connection.stream.set_nodelay(True)
-        self.write(f"retry: {self.qr.sse_retry_ms}\n\n")  # reconnect after 1 s, not the browser's ~3 s
+        self.begin_event_stream()  # headers and the retry: line (servers.eventstream)
         self.sub = self.qr.push.subscribe(ticket_id, self.send_event, after=last)
         for event in await self.qr.push.history(ticket_id, last):
             self.sub.deliver(event)
         if not self.done.done():
             self.flush_quietly()
             self.expiry = self.schedule_expiry(ticket)
-            self.heartbeat = PeriodicCallback(self.send_heartbeat, self.qr.heartbeat_s * 1000)
-            self.heartbeat.start()
+            self.start_heartbeats(self.send_heartbeat)
         await self.done
-        self.cleanup()
-        if not self._finished:
-            self.finish()
-
-    def last_event_id(self) -> int:
-        raw = self.request.headers.get("Last-Event-ID") or self.get_argument("lastEventId", None)
-        if raw in (None, ""):
-            return 0
-        try:
-            return max(0, int(raw))
-        except ValueError:
-            raise ApiError(400, "bad_last_event_id", f"Last-Event-ID must be an event id (an integer), not {raw!r}.") from None
+        self.cleanup()  # Tornado finishes the response when get() returns, unless it is finished
 
     def send_event(self, event: dict) -> None:
         if self.done is None or self.done.done():
             return
         self.write(sse_message(event))
+        self.wrote()
         if event["state"] in TERMINAL:
             self.done.set_result(True)  # finish() flushes
         else:
@@ -145,7 +130,7 @@ class EventsHandler(QRHandler):
 
     def send_heartbeat(self) -> None:
         if self.done is not None and not self.done.done():
-            self.write(encode_comment("heartbeat") + b"\n")
+            self.write(HEARTBEAT_COMMENT)
             self.flush_quietly()
 
     def flush_quietly(self) -> None:
@@ -160,8 +145,7 @@ class EventsHandler(QRHandler):
     def cleanup(self) -> None:
         if self.sub is not None:
             self.sub.close()
-        if self.heartbeat is not None:
-            self.heartbeat.stop()
+        self.stop_heartbeats()
         if self.expiry is not None:
             self.expiry.cancel()
 

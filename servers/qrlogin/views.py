@@ -29,8 +29,9 @@ class LoginPageHandler(QRHandler):
         transport = self.get_argument("transport", "sse")
         if transport not in TRANSPORTS:
             raise ApiError(400, "bad_transport", f"transport must be one of {', '.join(TRANSPORTS)}, not {transport!r}.")
-        poll_ms = int(1000 * (self.float_argument("interval", self.qr.poll_interval_s, minimum=0.05, maximum=60) or 1))
-        longpoll_s = self.float_argument("timeout", 25.0, minimum=1, maximum=self.qr.longpoll_max)
+        interval = self.float_argument("interval", self.settings["poll_interval_s"], minimum=0.05, maximum=60)
+        poll_ms = int(1000 * (interval or 1))
+        longpoll_s = self.float_argument("timeout", 25.0, minimum=1, maximum=self.settings["longpoll_max_s"])
         self.set_header("Cache-Control", "no-store")
         self.render("login.html", transport=transport, transports=TRANSPORTS, server=self.qr.name,
                     poll_ms=poll_ms, longpoll_s=longpoll_s)

@@ -1,6 +1,6 @@
 """The ``gateway`` fix, app-server side: hold no push connection; publish every change to the push tier.
 
-The push tier is a separate server (``servers/gateway.py``, its own process or processes) that
+The push tier is a separate server (``gateway_tier.py`` beside this module, its own process or processes) that
 holds every browser's SSE stream, WebSocket and long poll; the balancer sends those routes
 there (``push_backends`` of ``servers.balancer.start_balancer``) and the rest to the app servers.
 So with this fix an app server is stateless: it changes the ticket in Redis, then ``publish``
@@ -18,8 +18,9 @@ Which gateways: the ``gateway_url`` setting (one URL or a list), else ``QRLOGIN_
 (comma-separated), else the URLs gateways announce in Redis (``<ns>:gateways``; re-read at most
 every ``gateway_refresh_s`` seconds). With several gateways each publish goes to all of them
 (the one holding the ticket's channel delivers), so the balancer may spread push routes over
-them any way it likes. The secret: ``internal_secret`` setting, else ``QRLOGIN_INTERNAL_SECRET``,
-else the one the gateway wrote into Redis (``<ns>:internal_secret``).
+them any way it likes. The secret is that of ``servers.qrlogin.internal`` (the ``internal_secret``
+setting, else ``QRLOGIN_INTERNAL_SECRET``, else agreed through Redis with the gateway, first
+writer wins), the same as the ``registry`` fix's.
 
 Delivery semantics: at most once per live event - an event published while the browser is
 reconnecting to the gateway reaches nobody - but every channel the gateway opens first sends
@@ -29,7 +30,7 @@ Failure modes: the gateway down → no live push at all (the publish fails fast,
 ``stats["publish_failed"]``, and a gateway URL that refuses connections is dropped from the
 announced set); the state is safe in Redis, short polling still works, and browsers catch up
 when they reconnect. A wrong secret → 401, counted in ``stats["publish_refused"]`` (the secret
-is then re-read from Redis once, in case the gateway restarted with a new one).
+is then agreed through Redis once more, in case Redis restarted and the gateway wrote a new one).
 
 If a browser does reach an app server's push route directly (no balancer in front), this hub
 still delivers to it locally, so the app stays usable on its own.
@@ -45,16 +46,13 @@ import json
 import logging
 import os
 import time
-from typing import TYPE_CHECKING
 
 import tornado.httpclient
 
-from servers.qrlogin.fixes.registry import SECRET_ENV, SECRET_HEADER
-from servers.qrlogin.push import Event, PushHub
+from servers.qrlogin.internal import InternalSecret, secret_key
+from servers.qrlogin.push import Event, PushApp, PushHub
 
-if TYPE_CHECKING:  # pragma: no cover
-    from servers.qrlogin.app import QRLoginApp
-
+# secret_key lives in servers.qrlogin.internal; kept importable from here.
 __all__ = ["GatewayHub", "GATEWAY_ENV", "gateways_key", "secret_key"]
 
 log = logging.getLogger("servers.qrlogin.fixes.gateway")
@@ -66,25 +64,19 @@ def gateways_key(namespace: str) -> str:
     return f"{namespace}:gateways"
 
 
-def secret_key(namespace: str) -> str:
-    """The Redis key of the servers' shared secret (the same one the ``registry`` fix uses)."""
-    return f"{namespace}:internal_secret"
-
-
 class GatewayHub(PushHub):
     """Publish every change to the push tier; hold no channel (the balancer sends them there)."""
 
     name = "gateway"
 
-    def __init__(self, app: "QRLoginApp") -> None:
+    def __init__(self, app: PushApp) -> None:
         super().__init__(app)
         settings = app.settings
         configured = settings.get("gateway_url") or os.environ.get(GATEWAY_ENV) or ""
         if isinstance(configured, str):
             configured = [u for u in configured.split(",") if u.strip()]
         self.configured = [u.strip().rstrip("/") for u in configured]
-        self.secret: str = settings.get("internal_secret") or os.environ.get(SECRET_ENV) or ""
-        self.secret_from_redis = not self.secret
+        self.internal = InternalSecret(settings.get("internal_secret"), app.namespace)
         self.timeout = float(settings.get("gateway_timeout", 2.0))
         self.refresh_s = float(settings.get("gateway_refresh_s", 2.0))
         self._announced: list[str] = []
@@ -96,13 +88,15 @@ class GatewayHub(PushHub):
         return gateways_key(self.app.namespace)
 
     @property
-    def key_secret(self) -> str:
-        return secret_key(self.app.namespace)
+    def secret(self) -> str:
+        """The servers' shared secret as this server has it (``""`` before the first publish)."""
+        return self.internal.value
 
     async def start(self) -> None:
         self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=1000)
 
     async def stop(self) -> None:
+        await super().stop()
         if self._http is not None:
             self._http.close()
             self._http = None
@@ -122,10 +116,11 @@ class GatewayHub(PushHub):
         return self._announced
 
     async def shared_secret(self, fresh: bool = False) -> str:
-        if self.secret_from_redis and (fresh or not self.secret):
-            self.secret = await self.app.redis.get(self.key_secret) or ""
-            self.stats["redis_commands"] += 1
-        return self.secret
+        """The secret to publish with: agreed through Redis on first use (unless configured), and
+        again with ``fresh`` (after a 401)."""
+        if self.internal.from_redis and (fresh or not self.internal.value):
+            self.stats["redis_commands"] += await self.internal.agree(self.app.redis)
+        return self.internal.value
 
     # -- publish: one POST per gateway -----------------------------------------------------------
 
@@ -144,12 +139,12 @@ class GatewayHub(PushHub):
     async def _post(self, url: str, body: str, retried: bool = False) -> None:
         if self._http is None:
             return  # stopped or crashed: a dead server sends nothing
-        secret = await self.shared_secret()
+        await self.shared_secret()
         self.stats["messages_out"] += 1
         self.stats["bytes_out"] += len(body)
         request = tornado.httpclient.HTTPRequest(
             url + "/internal/publish", method="POST", body=body,
-            headers={"Content-Type": "application/json", SECRET_HEADER: secret},
+            headers={"Content-Type": "application/json", **self.internal.headers()},
             connect_timeout=self.timeout, request_timeout=self.timeout)
         try:
             response = await self._http.fetch(request, raise_error=False)
@@ -162,7 +157,7 @@ class GatewayHub(PushHub):
         if response.code == 200:
             self.stats["delivered_remote"] += json.loads(response.body or b"{}").get("delivered", 0)
             return
-        if response.code == 401 and self.secret_from_redis and not retried:
+        if response.code == 401 and self.internal.from_redis and not retried:
             self.stats["publish_refused"] += 1
             await self.shared_secret(fresh=True)  # the gateway may have restarted with a new secret
             await self._post(url, body, retried=True)

@@ -33,9 +33,13 @@ server (``stats["publish_failed"]``).
 How the app servers find it: the ``gateway_url`` setting, else ``QRLOGIN_GATEWAY_URL``
 (comma-separated for several), else the Redis set ``<ns>:gateways`` where every gateway writes
 its own URL at start (and refreshes it, so it comes back after a Redis restart). The shared
-secret: the ``internal_secret`` setting, else ``QRLOGIN_INTERNAL_SECRET``, else agreed through
-Redis (``<ns>:internal_secret``, first writer wins, as the ``registry`` fix does). Anyone who can
-read that Redis can read every ticket anyway; in production, configure the secret.
+secret and its check are those of ``servers.qrlogin.internal``: the ``internal_secret`` setting,
+else ``QRLOGIN_INTERNAL_SECRET``, else agreed through Redis (``<ns>:internal_secret``, first
+writer wins, as the app servers do). Anyone who can read that Redis can read every ticket
+anyway; in production, configure the secret.
+
+The cluster starts this tier because the ``gateway`` fix's ``Fix`` (``servers.qrlogin.fixes``)
+names :func:`start_push_tier` as its ``push_tier``.
 
 From a cell: ``gw = start_gateway(redis_url=...)``; from a shell:
 ``python -m servers gateway --port 0 --redis URL`` prints ``{"url": ..., ...}`` when ready.
@@ -44,10 +48,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hmac
 import logging
 import os
-import secrets
 from typing import Any
 
 import redis.asyncio
@@ -56,22 +58,26 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from servers.balancer.policies import PUSH_PATH
-from servers.qrlogin.app import QRLoginApp, shared_redis_url
 from servers.qrlogin.base import TICKET_ID
-from servers.qrlogin.fixes.gateway import GATEWAY_ENV, gateways_key, secret_key
-from servers.qrlogin.fixes.registry import SECRET_ENV, SECRET_HEADER
+from servers.qrlogin.fixes.gateway import GATEWAY_ENV, gateways_key
+from servers.qrlogin.internal import SECRET_ENV, SECRET_HEADER, InternalEventHandler, InternalSecret, secret_key
 from servers.qrlogin.push import PushHub
-from servers.qrlogin.tickets import STATES, TicketStore
+from servers.qrlogin.tickets import TicketStore
 from servers.qrlogin.transports import EventsHandler, LongPollHandler, TicketSocketHandler
 from servers.process import ServerProcess
+from servers.redisproc import shared_redis_url
 from servers.runtime import ServerApp, ServerHandle, serve
-from servers.web import ApiError, BaseHandler
+from servers.settings import QRLOGIN_DEFAULTS, merge_settings
 
 __all__ = ["GatewayApp", "start_gateway", "gateway_process", "start_push_tier", "PUSH_ROUTE", "gateways_key",
            "secret_key", "SECRET_HEADER", "SECRET_ENV", "GATEWAY_ENV"]
 
 log = logging.getLogger("servers.qrlogin.fixes.gateway_tier")
 PUSH_ROUTE = PUSH_PATH  # the routes the balancer sends to the push tier (the rest: to the app servers)
+
+#: Every tunable of the push tier, with its default (servers.settings): the app servers' own, since
+#: it serves their push handlers, and how often it writes its URL into Redis again.
+DEFAULT_SETTINGS: dict[str, Any] = {**QRLOGIN_DEFAULTS, "announce_every_s": 5.0}
 
 
 class GatewayApp(ServerApp):
@@ -80,11 +86,8 @@ class GatewayApp(ServerApp):
 
     def __init__(self, name: str = "gateway", redis_url: str | None = None, *, namespace: str = "qr",
                  internal_secret: str | None = None, internal_url: str | None = None,
-                 public_url: str | None = None, allowed_origins: tuple[str, ...] = (), longpoll_max: float = 300,
-                 sse_retry_ms: int = 1000, heartbeat_s: float = 15, announce_every_s: float = 5,
-                 **settings: Any) -> None:
-        settings.setdefault("websocket_max_message_size", 64 * 1024)
-        settings.setdefault("websocket_ping_interval", 20)
+                 public_url: str | None = None, allowed_origins: tuple[str, ...] = (), **settings: Any) -> None:
+        settings = merge_settings(DEFAULT_SETTINGS, settings, owner=f"gateway {name!r}")
         super().__init__([
             (rf"/api/tickets/{TICKET_ID}/longpoll", LongPollHandler),
             (rf"/api/tickets/{TICKET_ID}/events", EventsHandler),
@@ -95,13 +98,8 @@ class GatewayApp(ServerApp):
         self.namespace = namespace
         self.public_url = public_url.rstrip("/") if public_url else None
         self.allowed_origins = tuple(allowed_origins)
-        self.longpoll_max = float(longpoll_max)
-        self.sse_retry_ms = int(sse_retry_ms)
-        self.heartbeat_s = float(heartbeat_s)
-        self.announce_every_s = float(announce_every_s)
         self.internal_url = internal_url
-        self.secret = internal_secret or os.environ.get(SECRET_ENV) or ""
-        self.secret_in_redis = not self.secret
+        self.internal = InternalSecret(internal_secret, namespace)
         self.redis = redis.asyncio.Redis.from_url(
             self.redis_url, decode_responses=True, retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 5),
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
@@ -110,7 +108,10 @@ class GatewayApp(ServerApp):
         self.push.name = "gateway"
         self._announcer: asyncio.Task | None = None
 
-    expire_if_due = QRLoginApp.expire_if_due  # the channels' expiry timers: the same as on an app server
+    @property
+    def secret(self) -> str:
+        """The servers' shared secret (``""`` until agreed through Redis at start)."""
+        return self.internal.value
 
     def __repr__(self) -> str:
         return f"<GatewayApp {self.name} {self.url} redis={self.redis_url}>"
@@ -128,20 +129,14 @@ class GatewayApp(ServerApp):
         self._announcer = asyncio.create_task(self._keep_announcing(), name=f"{self.name}:announce")
 
     async def announce(self) -> None:
-        """Write this gateway's URL (and, unless configured, the shared secret) into Redis."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.sadd(gateways_key(self.namespace), self.announced_url)
-            if self.secret_in_redis:
-                pipe.set(secret_key(self.namespace), self.secret or secrets.token_urlsafe(32), nx=True)
-                pipe.get(secret_key(self.namespace))
-            replies = await pipe.execute()
-        if self.secret_in_redis:
-            self.secret = replies[-1]
+        """Write this gateway's URL into Redis, and agree on the shared secret there (unless configured)."""
+        await self.redis.sadd(gateways_key(self.namespace), self.announced_url)
+        await self.internal.agree(self.redis)
 
     async def _keep_announcing(self) -> None:
         """Every few seconds: announce again, so a restarted Redis learns of this gateway anew."""
         while True:
-            await asyncio.sleep(self.announce_every_s)
+            await asyncio.sleep(self.settings["announce_every_s"])
             try:
                 await self.announce()
             except redis.exceptions.RedisError as exc:
@@ -158,28 +153,17 @@ class GatewayApp(ServerApp):
         await self.redis.aclose()
 
 
-class PublishHandler(BaseHandler):
+class PublishHandler(InternalEventHandler):
     """``POST /internal/publish`` (app server → gateway): deliver an event to the channels held here.
 
     401 unless ``X-Internal-Secret`` carries the shared secret; 400 for a malformed event.
     Answers ``{"delivered": n, "server": name}``.
     """
 
-    def post(self) -> None:
-        app: GatewayApp = self.application  # type: ignore[assignment]
-        offered = self.request.headers.get(SECRET_HEADER, "")
-        if not app.secret or not hmac.compare_digest(offered.encode(), app.secret.encode()):
-            app.push.stats["refused"] += 1
-            raise ApiError(401, "bad_internal_secret", f"Only the app servers may publish here: send the "
-                                                       f"shared secret in {SECRET_HEADER}.")
-        event = self.json_body(required=("ticket", "state", "version"))
-        if (not isinstance(event["ticket"], str) or event["state"] not in STATES
-                or not isinstance(event["version"], int) or isinstance(event["version"], bool)):
-            raise ApiError(400, "bad_event", "The event must be {\"ticket\": str, \"state\": one of "
-                                             f"{', '.join(STATES)}, \"version\": int, ...}}.")
-        app.push.stats["messages_in"] += 1
-        app.push.stats["bytes_in"] += len(self.request.body)
-        self.write_json({"delivered": app.push.deliver_local(event), "server": app.name})
+    callers = "Only the app servers may publish here"
+
+    def internal_secret(self) -> InternalSecret:
+        return self.application.internal  # type: ignore[attr-defined]
 
 
 def make_gateway_app(name: str = "gateway", redis_url: str | None = None, **settings: Any) -> GatewayApp:
@@ -192,17 +176,22 @@ def start_gateway(name: str = "gateway", redis_url: str | None = None, host: str
     return serve(make_gateway_app(name, redis_url, **settings), host=host, port=port)
 
 
-def gateway_process(name: str, redis_url: str, host: str = "127.0.0.1") -> ServerProcess:
+def gateway_process(name: str, redis_url: str, host: str = "127.0.0.1",
+                    trusted_proxies: tuple[str, ...] = ()) -> ServerProcess:
     """The push tier as a child process (``python -m servers gateway``), what
     ``start_cluster(..., processes=True, fix="gateway")`` runs."""
-    return ServerProcess(["gateway", "--port", "0", "--host", host, "--name", name, "--redis", redis_url], name)
+    return ServerProcess(["gateway", "--port", "0", "--host", host, "--name", name, "--redis", redis_url,
+                          *[arg for proxy in trusted_proxies for arg in ("--trusted-proxy", proxy)]], name)
 
 
-def start_push_tier(redis_url: str, *, processes: bool = False, host: str = "127.0.0.1", name: str = "GW"):
-    """The push tier for a cluster: in-process (a ServerHandle) or a child process (a ServerProcess)."""
+def start_push_tier(redis_url: str, *, processes: bool = False, host: str = "127.0.0.1", name: str = "GW",
+                    trusted_proxies: tuple[str, ...] = ()):
+    """The push tier for a cluster: in-process (a ServerHandle) or a child process (a ServerProcess).
+
+    ``trusted_proxies``: the balancer in front, so that per-address limits count browsers (servers.limits)."""
     if processes:
-        return gateway_process(name, redis_url, host=host)
-    return start_gateway(name, redis_url=redis_url, host=host)
+        return gateway_process(name, redis_url, host=host, trusted_proxies=trusted_proxies)
+    return start_gateway(name, redis_url=redis_url, host=host, trusted_proxies=trusted_proxies)
 
 
 # -- the command line: python -m servers gateway --port 0 [--redis URL] ---------------------------------
@@ -217,15 +206,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", default="qr", help="the app servers' Redis key prefix")
     parser.add_argument("--internal-url", default=None, metavar="URL",
                         help="the URL app servers publish to (default: the bound address)")
+    parser.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDR",
+                        help="a balancer's address or network whose X-Forwarded-For is believed (repeatable)")
 
 
 def main(args: argparse.Namespace) -> int:
     from servers import cli
+    from servers.limits import trusted_proxy_list
     from servers.runtime import stop_all
+
+    try:
+        trusted = trusted_proxy_list(args.trusted_proxy)
+    except ValueError as exc:
+        raise SystemExit(f"--trusted-proxy: {exc}") from None
 
     def start() -> dict:
         handle = start_gateway(args.name, redis_url=args.redis, host=args.host, port=args.port,
-                               namespace=args.namespace, internal_url=args.internal_url)
+                               namespace=args.namespace, internal_url=args.internal_url, trusted_proxies=trusted)
         return {"url": handle.url, "name": handle.name, "redis": handle.app.redis_url, "pid": os.getpid(),
                 "publish": handle.url + "/internal/publish"}
 

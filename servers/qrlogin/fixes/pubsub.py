@@ -43,12 +43,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING
 
-from servers.qrlogin.push import Event, PushHub
-
-if TYPE_CHECKING:  # pragma: no cover
-    from servers.qrlogin.app import QRLoginApp
+from servers.qrlogin.push import Event, PushApp, PushHub
 
 __all__ = ["PubSubHub"]
 
@@ -60,7 +56,7 @@ class PubSubHub(PushHub):
 
     name = "pubsub"
 
-    def __init__(self, app: "QRLoginApp") -> None:
+    def __init__(self, app: PushApp) -> None:
         super().__init__(app)
         self.prefix = f"{app.namespace}:events:"
         # A channel nobody publishes on, subscribed for the whole life of the server: the reader
@@ -68,12 +64,9 @@ class PubSubHub(PushHub):
         self.control_channel = f"{app.namespace}:servers:{app.name}"
         self.subscribed: set[str] = set()  # tickets whose SUBSCRIBE was sent on the current connection
         self.confirmed: set[str] = set()   # tickets whose subscription Redis has confirmed
-        self._waiters: list[tuple[str, bool, asyncio.Future]] = []
         self.connected = asyncio.Event()   # set while the subscriber connection is up
         self._changed = asyncio.Event()    # local tickets changed: reconcile the Redis subscriptions
         self._reader: asyncio.Task | None = None
-        self._side_tasks: set[asyncio.Task] = set()
-        self._stopped = False
 
     def channel_of(self, ticket: str) -> str:
         return self.prefix + ticket
@@ -82,32 +75,17 @@ class PubSubHub(PushHub):
         """Return once Redis has confirmed that this server is (or is no longer) subscribed to
         ``ticket`` - e.g. a lesson closes the browser's channel and waits for this before it
         publishes into the void."""
-        if (ticket in self.confirmed) == subscribed:
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((ticket, subscribed, future))
-        await asyncio.wait_for(future, timeout)
+        await self.wait_until(lambda: (ticket in self.confirmed) == subscribed, timeout)
 
     def _confirmation(self, ticket: str, subscribed: bool) -> None:
         (self.confirmed.add if subscribed else self.confirmed.discard)(ticket)
-        for waiter in [w for w in self._waiters if w[0] == ticket and w[1] == subscribed]:
-            self._waiters.remove(waiter)
-            if not waiter[2].done():
-                waiter[2].set_result(None)
+        self.wake_waiters()
 
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self._reader = asyncio.create_task(self._run(), name=f"{self.app.name}:pubsub-reader")
+        self._reader = self.spawn(self._run(), "pubsub-reader")  # stop() cancels it
         await asyncio.wait_for(self.connected.wait(), 10)  # subscribed before the first request
-
-    async def stop(self) -> None:
-        self._stopped = True
-        tasks = [t for t in (self._reader, *self._side_tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
 
     # -- the publish half ---------------------------------------------------------------------
 
@@ -135,7 +113,7 @@ class PubSubHub(PushHub):
     async def _run(self) -> None:
         """Keep one subscriber connection: (re)connect, subscribe, read; back off on errors."""
         delay = 0.05
-        while not self._stopped:
+        while not self.stopped:
             pubsub = self.app.redis.pubsub()
             reconcile: asyncio.Task | None = None
             try:
@@ -143,7 +121,7 @@ class PubSubHub(PushHub):
                 self.stats["redis_commands"] += 1
                 self.subscribed, self.confirmed = set(), set()
                 self._changed.set()
-                reconcile = asyncio.create_task(self._reconcile(pubsub), name=f"{self.app.name}:pubsub-subscriber")
+                reconcile = self.spawn(self._reconcile(pubsub), "pubsub-subscriber")
                 async for message in pubsub.listen():
                     delay = 0.05
                     self._on_message(message)
@@ -152,7 +130,7 @@ class PubSubHub(PushHub):
                 raise
             except Exception as exc:  # Redis went away: reconnect, re-subscribe, catch up
                 self.connected.clear()
-                if self._stopped:
+                if self.stopped:
                     break
                 self.stats["reconnects"] += 1
                 log.warning("%s: pub/sub connection lost (%r); reconnecting in %.2f s", self.app.name, exc, delay)
@@ -194,7 +172,7 @@ class PubSubHub(PushHub):
                 self.connected.set()
             elif channel.startswith(self.prefix):
                 self._confirmation(channel[len(self.prefix):], True)
-                self._spawn(self._catch_up(channel[len(self.prefix):]))
+                self.spawn(self.catch_up(channel[len(self.prefix):]), "pubsub-catch-up")
             return
         if kind == "unsubscribe" and channel.startswith(self.prefix):
             self._confirmation(channel[len(self.prefix):], False)
@@ -217,24 +195,3 @@ class PubSubHub(PushHub):
         self.stats["messages_in"] += 1
         self.stats["bytes_in"] += len(data.encode())
         self.deliver_local(event)
-
-    async def _catch_up(self, ticket: str) -> None:
-        """Redis confirmed the subscription: read the ticket once, so no change slipped past."""
-        if ticket not in self.channels:
-            return
-        events = await self.history(ticket, 0)
-        self.stats["redis_commands"] += 2  # the ticket read: the transition script + HGETALL
-        self.stats["catch_up"] += 1
-        for event in events:
-            for sub in list(self.channels.get(ticket, ())):
-                sub.deliver(event)
-
-    def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_done)
-
-    def _side_done(self, task: asyncio.Task) -> None:
-        self._side_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("%s: pub/sub catch-up failed: %r", self.app.name, task.exception())

@@ -30,12 +30,11 @@ Stale entries: a server that crashes cannot clean up. Its entries stay until the
 entry is removed at once so the next change does not try again.
 
 The forward is authenticated: ``/internal/deliver`` is an ordinary route, so the balancer
-would pass a browser's request to it too. Only a caller with the shared secret
-(``X-Internal-Secret``) is obeyed; anything else gets a JSON 401. The secret comes from the app
-setting ``internal_secret``, else ``QRLOGIN_INTERNAL_SECRET``, else the first server creates one
-in Redis (``SET NX``) and the others read it - whoever can read the shared store is trusted
-already, since it holds every ticket. In production, configure it, and keep the internal
-route off the public listener.
+would pass a browser's request to it too. Only a caller with the servers' shared secret
+(``X-Internal-Secret``) is obeyed; anything else gets a JSON 401. The secret and the check are
+those of ``servers.qrlogin.internal`` (the ``internal_secret`` setting, else
+``QRLOGIN_INTERNAL_SECRET``, else agreed through Redis, first writer wins), the same as the
+``gateway`` fix's. In production, configure it, and keep the internal route off the public listener.
 
 The forwards travel on kept-alive HTTP/1.1 connections between the servers
 (:class:`PeerConnections`): a new TCP connection per message would add a handshake to every
@@ -53,29 +52,21 @@ Counted in ``stats``: ``redis_commands`` (SADD/PEXPIRE/SREM/SMEMBERS, catch-up r
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import logging
-import os
-import secrets
 import urllib.parse
-from typing import TYPE_CHECKING
 
 import tornado.iostream
 import tornado.tcpclient
 
-from servers.qrlogin.push import Event, PushHub
-from servers.qrlogin.tickets import STATES
-from servers.web import ApiError, BaseHandler
+from servers.qrlogin.internal import SECRET_ENV, SECRET_HEADER, InternalEventHandler, InternalSecret
+from servers.qrlogin.push import Event, PushApp, PushHub
+from servers.wire.http import Data, HttpParser, Response, encode_request, keeps_alive
 
-if TYPE_CHECKING:  # pragma: no cover
-    from servers.qrlogin.app import QRLoginApp
-
+# SECRET_HEADER and SECRET_ENV live in servers.qrlogin.internal; exercises import them from here.
 __all__ = ["RegistryHub", "InternalDeliverHandler", "PeerConnections", "SECRET_HEADER", "SECRET_ENV"]
 
 log = logging.getLogger("servers.qrlogin.fixes.registry")
-SECRET_HEADER = "X-Internal-Secret"
-SECRET_ENV = "QRLOGIN_INTERNAL_SECRET"
 
 
 class RegistryHub(PushHub):
@@ -83,22 +74,21 @@ class RegistryHub(PushHub):
 
     name = "registry"
 
-    def __init__(self, app: "QRLoginApp") -> None:
+    def __init__(self, app: PushApp) -> None:
         super().__init__(app)
         settings = app.settings
         self.ttl = float(settings.get("registry_ttl", 30.0))
         self.forward_timeout = float(settings.get("registry_forward_timeout", 2.0))
-        self.secret: str = settings.get("internal_secret") or os.environ.get(SECRET_ENV) or ""
-        self.secret_source = "setting" if settings.get("internal_secret") else ("env" if self.secret else "redis")
-        if not self.secret.isprintable() or any(c in self.secret for c in "\r\n"):
-            raise ValueError("internal_secret must be printable text on one line (it travels in an HTTP header)")
+        self.internal = InternalSecret(settings.get("internal_secret"), app.namespace)
         self.registered: set[str] = set()  # tickets whose entry Redis has acknowledged
-        self._waiters: list[tuple[str, bool, asyncio.Future]] = []
         self._changed = asyncio.Event()
         self._registrar: asyncio.Task | None = None
-        self._side_tasks: set[asyncio.Task] = set()
         self._peers = PeerConnections(self.forward_timeout)
-        self._stopped = False
+
+    @property
+    def secret(self) -> str:
+        """The servers' shared secret (what a forward sends in ``SECRET_HEADER``)."""
+        return self.internal.value
 
     @property
     def internal_url(self) -> str:
@@ -110,17 +100,7 @@ class RegistryHub(PushHub):
 
     async def wait_registered(self, ticket: str, registered: bool = True, timeout: float = 5.0) -> None:
         """Return once Redis has acknowledged this server's entry for ``ticket`` (or its removal)."""
-        if (ticket in self.registered) == registered:
-            return
-        future = asyncio.get_running_loop().create_future()
-        self._waiters.append((ticket, registered, future))
-        await asyncio.wait_for(future, timeout)
-
-    def _wake_waiters(self) -> None:
-        for waiter in [w for w in self._waiters if (w[0] in self.registered) == w[1]]:
-            self._waiters.remove(waiter)
-            if not waiter[2].done():
-                waiter[2].set_result(None)
+        await self.wait_until(lambda: (ticket in self.registered) == registered, timeout)
 
     def routes(self) -> list[tuple]:
         return [(r"/internal/deliver", InternalDeliverHandler)]
@@ -128,25 +108,12 @@ class RegistryHub(PushHub):
     # -- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if not self.secret:
-            await self._share_secret()
-        self._registrar = asyncio.create_task(self._run(), name=f"{self.app.name}:registry-registrar")
-
-    async def _share_secret(self) -> None:
-        """No configured secret: agree on one through Redis (the first server's wins)."""
-        key = f"{self.app.namespace}:internal_secret"
-        await self.app.redis.set(key, self.secret or secrets.token_urlsafe(32), nx=True)
-        self.secret = await self.app.redis.get(key)
-        self.stats["redis_commands"] += 2
+        self.stats["redis_commands"] += await self.internal.agree(self.app.redis)  # unless configured
+        self._registrar = self.spawn(self._run(), "registry-registrar")
 
     async def stop(self) -> None:
         """Stop registering (a crashed server leaves its entries behind, as a dead machine would)."""
-        self._stopped = True
-        tasks = [t for t in (self._registrar, *self._side_tasks) if t is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        await super().stop()
         self._peers.close()
 
     # -- the subscribe half: keep the registry in step with the channels held here ------------
@@ -164,7 +131,7 @@ class RegistryHub(PushHub):
         Redis restart, writes them - and the shared secret - back).
         """
         delay = 0.05
-        while not self._stopped:
+        while not self.stopped:
             refresh = False
             try:
                 await asyncio.wait_for(self._changed.wait(), self.ttl / 3)
@@ -185,12 +152,12 @@ class RegistryHub(PushHub):
                 delay = min(delay * 2, 1.0)
 
     async def _sync(self, refresh: bool = False) -> None:
-        if self._stopped:
+        if self.stopped:
             return  # stopping or crashed: a dead server writes nothing more
         wanted = set(self.local_tickets())
         new, drop = wanted - self.registered, self.registered - wanted
         add = wanted if refresh else new
-        if not add and not drop and not (refresh and self.secret_source == "redis"):
+        if not add and not drop and not (refresh and self.internal.from_redis):
             return
         me, ttl_ms = self.internal_url, int(self.ttl * 1000)
         async with self.app.redis.pipeline(transaction=False) as pipe:
@@ -199,25 +166,13 @@ class RegistryHub(PushHub):
                 pipe.pexpire(self.key_of(ticket), ttl_ms)
             for ticket in drop:
                 pipe.srem(self.key_of(ticket), me)
-            if self.secret_source == "redis":
-                pipe.set(f"{self.app.namespace}:internal_secret", self.secret, nx=True)
+            commands = 2 * len(add) + len(drop) + self.internal.rewrite(pipe)  # the secret, after a Redis restart
             await pipe.execute()
-        self.stats["redis_commands"] += 2 * len(add) + len(drop) + (self.secret_source == "redis")
+        self.stats["redis_commands"] += commands
         self.registered = wanted
-        self._wake_waiters()
-        for ticket in new:
-            self._spawn(self._catch_up(ticket))
-
-    async def _catch_up(self, ticket: str) -> None:
-        """The entry is in Redis: read the ticket once, so a change that raced it is not lost."""
-        if ticket not in self.channels:
-            return
-        events = await self.history(ticket, 0)
-        self.stats["redis_commands"] += 2
-        self.stats["catch_up"] += 1
-        for event in events:
-            for sub in list(self.channels.get(ticket, ())):
-                sub.deliver(event)
+        self.wake_waiters()
+        for ticket in new:  # the entry is in Redis: read once, so a change that raced it is not lost
+            self.spawn(self.catch_up(ticket), "registry-catch-up")
 
     # -- the publish half: look up, then forward ----------------------------------------------
 
@@ -242,7 +197,7 @@ class RegistryHub(PushHub):
         self.stats["bytes_out"] += len(body)
         try:
             status, answer = await self._peers.post(url, "/internal/deliver", body.encode(),
-                                                    {"Content-Type": "application/json", SECRET_HEADER: self.secret})
+                                                    {"Content-Type": "application/json", **self.internal.headers()})
         except (OSError, tornado.iostream.StreamClosedError, asyncio.TimeoutError, ValueError) as exc:
             # Nobody there (connection refused, or no answer in time): the entry is stale.
             self.stats["forward_failed"] += 1
@@ -257,16 +212,6 @@ class RegistryHub(PushHub):
             return
         if json.loads(answer or b"{}").get("delivered", 0) == 0:
             self.stats["forward_missed"] += 1  # the holder had no channel left for it
-
-    def _spawn(self, coro) -> None:
-        task = asyncio.create_task(coro)
-        self._side_tasks.add(task)
-        task.add_done_callback(self._side_done)
-
-    def _side_done(self, task: asyncio.Task) -> None:
-        self._side_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.warning("%s: registry catch-up failed: %r", self.app.name, task.exception())
 
 
 class PeerConnections:
@@ -315,15 +260,25 @@ class PeerConnections:
 
     @staticmethod
     async def _exchange(stream, url: str, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, bytes, bool]:
-        lines = [f"POST {path} HTTP/1.1", f"Host: {urllib.parse.urlsplit(url).netloc}",
-                 f"Content-Length: {len(body)}", *(f"{k}: {v}" for k, v in headers.items())]
-        await stream.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
-        head = (await stream.read_until(b"\r\n\r\n", max_bytes=65536)).decode("latin-1").split("\r\n")
-        status = int(head[0].split()[1])
-        fields = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in head[1:] if line)}
-        length = int(fields.get("content-length", "0"))
-        answer = await stream.read_bytes(length) if length else b""
-        return status, answer, fields.get("connection", "").lower() != "close"
+        """One request and its whole answer: (status, body, whether the connection can be reused)."""
+        await stream.write(encode_request("POST", path, {"Host": urllib.parse.urlsplit(url).netloc, **headers}, body))
+        parser, answer = HttpParser(response=True), bytearray()
+        head: Response | None = None
+        until_close = False
+        while True:
+            try:
+                events = parser.feed(await stream.read_bytes(64 * 1024, partial=True))
+            except tornado.iostream.StreamClosedError:
+                if not until_close:
+                    raise  # closed before the answer was complete
+                events = parser.feed_eof()
+            for event in events:
+                if isinstance(event, Response):
+                    head, until_close = event, parser.framing == "close"
+                elif isinstance(event, Data):
+                    answer += event.data
+                elif head is not None:  # the end of the answer; bytes after it would be unasked for
+                    return head.status, bytes(answer), keeps_alive(head) and not until_close and not parser.in_message
 
     def close(self) -> None:
         for streams in self.idle.values():
@@ -332,26 +287,13 @@ class PeerConnections:
         self.idle.clear()
 
 
-class InternalDeliverHandler(BaseHandler):
+class InternalDeliverHandler(InternalEventHandler):
     """``POST /internal/deliver`` (server to server): hand the event to this server's channels.
 
     Refused with 401 unless ``X-Internal-Secret`` carries the shared secret; a malformed event
-    is a 400. Answers ``{"delivered": n}``: how many channels here took it.
+    is a 400. Answers ``{"delivered": n, "server": name}``: how many channels here took it.
     """
 
-    def post(self) -> None:
+    def internal_secret(self) -> InternalSecret | None:
         hub = self.application.push  # type: ignore[attr-defined]
-        offered = self.request.headers.get(SECRET_HEADER, "")
-        if not isinstance(hub, RegistryHub) or not hub.secret or not hmac.compare_digest(
-                offered.encode(), hub.secret.encode()):
-            hub.stats["refused"] += 1
-            raise ApiError(401, "bad_internal_secret", f"This route is for the app servers only: send the shared "
-                                                       f"secret in {SECRET_HEADER}.")
-        event = self.json_body(required=("ticket", "state", "version"))
-        if (not isinstance(event["ticket"], str) or event["state"] not in STATES
-                or not isinstance(event["version"], int) or isinstance(event["version"], bool)):
-            raise ApiError(400, "bad_event", "The event must be {\"ticket\": str, \"state\": one of "
-                                             f"{', '.join(STATES)}, \"version\": int, ...}}.")
-        hub.stats["messages_in"] += 1
-        hub.stats["bytes_in"] += len(self.request.body)
-        self.write_json({"delivered": hub.deliver_local(event), "server": self.application.name})  # type: ignore[attr-defined]
+        return hub.internal if isinstance(hub, RegistryHub) else None

@@ -23,7 +23,7 @@ write first and because measuring it shows why the others exist:
   10,000 waiting browsers are 150,000 commands/s doing nothing. Shortening the interval buys
   latency with load, linearly.
 
-Who does it this way: no push product we compare against (BRIEF §5), and that is the point; it
+Who does it this way: no push product we compare against, and that is the point; it
 is the "just poll the database" first version. Real systems notify instead: a pub/sub backplane
 (``pubsub``; Rails' ActionCable PostgreSQL adapter uses ``LISTEN/NOTIFY`` for the same reason),
 a registry (``registry``) or a push tier (``gateway``).
@@ -40,14 +40,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import redis.exceptions
 
-from servers.qrlogin.push import Event, PushHub
-
-if TYPE_CHECKING:  # pragma: no cover
-    from servers.qrlogin.app import QRLoginApp
+from servers.qrlogin.push import Event, PushApp, PushHub
 
 __all__ = ["StoreHub"]
 
@@ -60,22 +57,16 @@ class StoreHub(PushHub):
     name = "store"
     commands_per_poll = 2  # TicketStore.get: the expiry-checking Lua script, then HGETALL
 
-    def __init__(self, app: "QRLoginApp") -> None:
+    def __init__(self, app: PushApp) -> None:
         super().__init__(app)
         self.interval = float(app.settings.get("store_interval", 0.2))
         if not self.interval > 0:
             raise ValueError(f"store_interval must be a positive number of seconds, not {self.interval!r}")
         self.poll_tasks: dict[str, asyncio.Task] = {}  # ticket -> its poll task (one per ticket, not per channel)
         self.poll_listeners: list[Callable[[str], Any]] = []  # called with the ticket after each poll (lessons, tests)
-        self._stopped = False
 
     async def stop(self) -> None:
-        self._stopped = True
-        tasks = list(self.poll_tasks.values())
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=5)
+        await super().stop()  # cancels the poll tasks (spawned)
         self.poll_tasks.clear()
 
     async def publish(self, ticket: str, event: Event) -> None:
@@ -85,10 +76,9 @@ class StoreHub(PushHub):
             self.deliver_local(event)
 
     def on_first_subscriber(self, ticket: str) -> None:
-        if self._stopped or ticket in self.poll_tasks:
+        if self.stopped or ticket in self.poll_tasks:
             return
-        self.poll_tasks[ticket] = asyncio.get_running_loop().create_task(
-            self._poll(ticket), name=f"{self.app.name}:store-poll:{ticket}")
+        self.poll_tasks[ticket] = self.spawn(self._poll(ticket), f"store-poll:{ticket}")
         self.stats["poll_tasks_started"] += 1
 
     def on_last_unsubscribe(self, ticket: str) -> None:
@@ -116,8 +106,5 @@ class StoreHub(PushHub):
                     log.exception("%s: poll listener failed", self.app.name)
             if current is None:
                 continue  # gone (Redis restarted, or long expired): nothing to push
-            event = expired_event or current.event()
-            delivered = sum(1 for sub in list(self.channels.get(ticket, ())) if sub.deliver(event))
-            if delivered:
+            if self.offer(expired_event or current.event()):
                 self.stats["poll_deliveries"] += 1
-                self.stats["delivered"] += delivered

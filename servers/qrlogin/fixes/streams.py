@@ -69,7 +69,7 @@ import logging
 
 import redis.exceptions
 
-from servers.qrlogin.push import Event, PushHub
+from servers.qrlogin.push import Event, PushApp, PushHub
 from servers.qrlogin.tickets import ChangeLog
 
 __all__ = ["StreamsHub", "stream_id"]
@@ -90,14 +90,13 @@ class StreamsHub(PushHub):
 
     name = "streams"
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: PushApp) -> None:
         super().__init__(app)
         self.followers: dict[str, asyncio.Task] = {}  # ticket → its XREAD loop on this server
         self.retiring: dict[str, asyncio.TimerHandle] = {}  # ticket → when its idle loop will stop
         # A loop outlives its last channel this long: a long poll re-asks at once, and a fresh
         # loop would cost a new Redis connection (the cancelled XREAD took the old one with it).
         self.linger_s = float(app.settings.get("streams_linger_s", 2.0))
-        self.stopped = False
         # Every change the store makes is appended to the ticket's stream in the same script.
         app.tickets.log = ChangeLog(self.key, STREAM_MAXLEN, self.log_ttl_ms)
 
@@ -114,16 +113,11 @@ class StreamsHub(PushHub):
 
     async def stop(self) -> None:
         """Stop every follow loop: a stopped or crashed server must not keep reading streams."""
-        self.stopped = True
         for timer in self.retiring.values():
             timer.cancel()
         self.retiring.clear()
-        tasks = list(self.followers.values())
         self.followers.clear()
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+        await super().stop()  # cancels the follow loops (spawned)
 
     # -- publish: the log already has it -------------------------------------------------------
 
@@ -151,9 +145,7 @@ class StreamsHub(PushHub):
         The whole log for a fresh channel, not just the current state, because that is what the
         follow loop, which starts from the oldest version its channels have, delivers anyway:
         with the two agreeing, what a channel shows does not depend on which reply comes first."""
-        current, expired_event = await self.app.tickets.get(ticket)
-        if expired_event is not None:
-            await self.publish(ticket, expired_event)
+        current = await self.read_ticket(ticket)
         if current is None or current.version <= after:
             return []
         entries = await self.app.redis.xrange(self.key(ticket), min=stream_id(max(after, 0) + 1), max="+")
@@ -183,7 +175,7 @@ class StreamsHub(PushHub):
         if timer is not None:
             timer.cancel()  # a lingering loop is still reading: keep it
         if not self.stopped and ticket not in self.followers:
-            self.followers[ticket] = asyncio.ensure_future(self._follow(ticket))
+            self.followers[ticket] = self.spawn(self._follow(ticket), f"streams-follow:{ticket}")
 
     def on_last_unsubscribe(self, ticket: str) -> None:
         if ticket in self.followers and ticket not in self.retiring:

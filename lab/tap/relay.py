@@ -1,32 +1,14 @@
-"""A wire tap: a loopback TCP proxy that counts, and keeps the start of, every byte it forwards.
+"""The relay: a loopback TCP proxy on the server loop that forwards, counts and keeps bytes.
 
-Why a proxy and not a packet capture: a learner in a notebook has no root and no tshark, but
-every lesson wants to show "these exact bytes went over the wire" and count overhead per
-event. Putting a tiny TCP relay between client and server gives both, for any server (ours, or
-nginx in front of ours): point the client at ``tap.url`` instead of the server's URL.
-
-What is counted is TCP payload, the same quantity a packet capture sums (tests/test_tap.py
-checks the counts against tshark). The tap relays faithfully enough for the fault lessons:
-
-- a half-close (one side sends FIN but still reads) is forwarded as a half-close;
-- a reset on one side (a crashed peer) resets the other side too, so a client behind the
-  tap sees a crashed server the way it would without the tap.
-
-The relay runs on the shared server loop (``servers.runtime``), so a blocking ``requests``
-call from a notebook cell reaches it. Recording state lives on the ``Tap`` object.
-
-Usage::
-
-    tap = start_tap(server)                 # a ServerHandle or a URL
-    requests.get(tap.url + "/hello")
-    tap.show()                              # the HTTP exchange, annotated
-    tap.connections()                       # a DataFrame, one row per TCP connection
+It relays faithfully enough for the fault lessons: a half-close is forwarded as a half-close,
+and a reset on one side (a crashed peer) resets the other side too. Recording state lives on
+the :class:`Tap` object; read it with :meth:`Tap.snapshot` (or the DataFrame views), which copies
+it on the server loop so the counts and bytes are consistent with each other.
 """
 from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import socket
 import struct
 import time
@@ -36,7 +18,10 @@ from urllib.parse import urlsplit
 
 from servers import runtime
 
-__all__ = ["Tap", "TapConnection", "start_tap", "parse_http_stream", "parse_ws_frames", "annotate"]
+from lab.tap.annotate import annotate
+from lab.tap.parsing import parse_http_stream
+
+__all__ = ["Tap", "TapConnection", "start_tap", "DEFAULT_CAPTURE_BYTES", "READ_CHUNK", "MAX_CHUNK_RECORDS"]
 
 DEFAULT_CAPTURE_BYTES = 64 * 1024
 READ_CHUNK = 64 * 1024
@@ -92,6 +77,7 @@ class Tap:
         self._connections: dict[int, TapConnection] = {}
         self._chunks: list[tuple[int, float, str, int]] = []
         self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -106,6 +92,7 @@ class Tap:
     # -- life cycle (coroutines run on the server loop) ------------------------------------------
 
     async def _start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._changed = asyncio.Condition()  # notified whenever a connection closes
         self._server = await asyncio.start_server(self._relay, self.host, 0)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -220,13 +207,22 @@ class Tap:
 
     # -- results (read on the server loop, so a snapshot is consistent) ----------------------------
 
-    def _snapshot(self) -> list[TapConnection]:
+    def snapshot(self) -> list[TapConnection]:
+        """A copy of every connection seen (counts, kept bytes, who ended it), in order of opening.
+
+        Copied on the server loop, where the relay updates them, so the numbers agree with each
+        other; callable from a cell or from a coroutine on the server loop itself.
+        """
         def copy() -> list[TapConnection]:
             return [TapConnection(c.id, c.client, c.opened, c.closed, c.bytes_up, c.bytes_down,
                                   bytearray(c.head_up), bytearray(c.head_down), c.ended_by)
                     for c in self._connections.values()]
 
-        return runtime.call(copy)
+        try:
+            on_loop = asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            on_loop = False
+        return copy() if on_loop else runtime.call(copy)
 
     def connections(self):
         """One row per TCP connection: id, client, opened, closed, duration_s, bytes_up, bytes_down, ended_by.
@@ -236,7 +232,7 @@ class Tap:
         import pandas as pd
 
         columns = ["id", "client", "opened", "closed", "duration_s", "bytes_up", "bytes_down", "ended_by"]
-        return pd.DataFrame([c.row() for c in self._snapshot()], columns=columns)
+        return pd.DataFrame([c.row() for c in self.snapshot()], columns=columns)
 
     def chunks(self):
         """One row per read the tap forwarded: conn, t (time.time()), direction ("up"/"down"), bytes."""
@@ -247,7 +243,7 @@ class Tap:
 
     def totals(self) -> dict[str, int]:
         """Connections seen and bytes in each direction since the start (or the last ``reset``)."""
-        conns = self._snapshot()
+        conns = self.snapshot()
         up = sum(c.bytes_up for c in conns)
         down = sum(c.bytes_down for c in conns)
         return {"connections": len(conns), "open": sum(c.closed is None for c in conns),
@@ -281,7 +277,7 @@ class Tap:
         """
         import pandas as pd
 
-        conns = self._snapshot() if conn_id is None else [self._pick(conn_id)]
+        conns = self.snapshot() if conn_id is None else [self._pick(conn_id)]
         rows = []
         for conn in conns:
             requests, _ = parse_http_stream(bytes(conn.head_up), response=False)
@@ -313,7 +309,7 @@ class Tap:
         print(self.text(conn_id, direction, limit))
 
     def _pick(self, conn_id: int | None) -> TapConnection:
-        conns = self._snapshot()
+        conns = self.snapshot()
         if not conns:
             raise LookupError(f"no connection has gone through this tap yet; send requests to {self.url}")
         if conn_id is None:
@@ -373,262 +369,3 @@ def start_tap(target: Any, name: str | None = None, capture_bytes: int = DEFAULT
     runtime.run(tap._start())
     runtime.track(name, tap)
     return tap
-
-
-# ------------------------------------------------------------------------------------------------
-# Reading the bytes: HTTP/1.1 messages and WebSocket frames, for display and overhead counts.
-
-
-@dataclass
-class HttpMessage:
-    start_line: str
-    headers: list[tuple[str, str]]
-    header_bytes: int          # start line + headers + blank line
-    body: bytes                # as on the wire (chunk framing included)
-    complete: bool             # False when the kept bytes end inside this message
-    chunked: bool = False
-
-    @property
-    def body_bytes(self) -> int:
-        return len(self.body)
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
-def parse_http_stream(data: bytes, response: bool,
-                      methods: list[str] | None = None) -> tuple[list[HttpMessage], bytes]:
-    """Split one direction of an HTTP/1.x connection into messages.
-
-    Returns the messages and the bytes after them that are not HTTP: the WebSocket frames after
-    a ``101 Switching Protocols`` (or after the upgrade request, on the client side). For the
-    response side, ``methods`` (the request methods in order) tells which answers a ``HEAD``,
-    whose response has headers only.
-    """
-    messages: list[HttpMessage] = []
-    pos = 0
-    while pos < len(data):
-        first_line = data[pos:].split(b"\r\n", 1)[0].decode("latin-1")
-        if not _looks_like_http(first_line, response):
-            return messages, data[pos:]
-        end = data.find(b"\r\n\r\n", pos)
-        if end < 0:
-            messages.append(HttpMessage(first_line, [], len(data) - pos, b"", False))
-            return messages, b""
-        head = data[pos:end].decode("latin-1").split("\r\n")
-        headers = [(k.strip(), v.strip()) for k, _, v in (line.partition(":") for line in head[1:])]
-        msg = HttpMessage(head[0], headers, end + 4 - pos, b"", True)
-        pos = end + 4
-        messages.append(msg)
-        status = _status(msg.start_line) if response else None
-        if status == 101 or (not response and (msg.header("upgrade") or "").lower() == "websocket"):
-            return messages, data[pos:]  # what follows is WebSocket frames, not HTTP
-        answers_head = bool(methods) and len(messages) <= len(methods) and methods[len(messages) - 1] == "HEAD"
-        if response and (status in (204, 304) or (status is not None and status < 200) or answers_head):
-            continue
-        if (msg.header("transfer-encoding") or "").lower() == "chunked":
-            msg.chunked = True
-            body_end, complete = _chunked_end(data, pos)
-            msg.body, msg.complete = data[pos:body_end], complete
-            pos = body_end
-        elif msg.header("content-length") is not None:
-            length = int(msg.header("content-length") or 0)
-            msg.body = data[pos:pos + length]
-            msg.complete = len(msg.body) == length
-            pos += len(msg.body)
-        elif response:
-            msg.body, pos = data[pos:], len(data)  # body runs until the connection closes
-    return messages, b""
-
-
-_REQUEST_LINE = re.compile(r"^[A-Z]+ \S+ HTTP/\d")
-
-
-def _looks_like_http(first_line: str, response: bool) -> bool:
-    return first_line.startswith("HTTP/") if response else bool(_REQUEST_LINE.match(first_line))
-
-
-def _status(start_line: str) -> int | None:
-    parts = start_line.split(" ", 2)
-    if len(parts) >= 2 and parts[0].startswith("HTTP/") and parts[1].isdigit():
-        return int(parts[1])
-    return None
-
-
-def _chunked_end(data: bytes, pos: int) -> tuple[int, bool]:
-    while True:
-        line_end = data.find(b"\r\n", pos)
-        if line_end < 0:
-            return len(data), False
-        try:
-            size = int(data[pos:line_end].split(b";")[0], 16)
-        except ValueError:
-            return len(data), False
-        pos = line_end + 2 + size + 2
-        if pos > len(data):
-            return len(data), False
-        if size == 0:
-            return pos, True
-
-
-@dataclass
-class WsFrame:
-    fin: bool
-    opcode: int
-    masked: bool
-    header_bytes: int          # 2, 4 or 10 B, plus 4 B of mask key when masked
-    payload: bytes             # unmasked
-    payload_length: int
-    complete: bool
-
-    OPCODES = {0: "continuation", 1: "text", 2: "binary", 8: "close", 9: "ping", 10: "pong"}
-
-    @property
-    def kind(self) -> str:
-        return self.OPCODES.get(self.opcode, f"opcode {self.opcode}")
-
-
-def parse_ws_frames(data: bytes) -> list[WsFrame]:
-    """Split WebSocket bytes into frames (RFC 6455 §5.2), unmasking client payloads."""
-    frames = []
-    pos = 0
-    while pos + 2 <= len(data):
-        b0, b1 = data[pos], data[pos + 1]
-        length, header = b1 & 0x7F, 2
-        if length == 126:
-            if pos + 4 > len(data):
-                break
-            length, header = int.from_bytes(data[pos + 2:pos + 4], "big"), 4
-        elif length == 127:
-            if pos + 10 > len(data):
-                break
-            length, header = int.from_bytes(data[pos + 2:pos + 10], "big"), 10
-        masked = bool(b1 & 0x80)
-        key = data[pos + header:pos + header + 4] if masked else b""
-        header += 4 if masked else 0
-        payload = data[pos + header:pos + header + length]
-        if masked and len(key) == 4:
-            payload = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-        frames.append(WsFrame(bool(b0 & 0x80), b0 & 0x0F, masked, header, payload, length,
-                              len(payload) == length))
-        pos += header + length
-    return frames
-
-
-# ------------------------------------------------------------------------------------------------
-# Annotated text.
-
-_WIDTH = 58
-
-
-def _show_bytes(raw: bytes) -> str:
-    """Bytes as a readable line: printable ASCII as is, CR/LF and the rest escaped."""
-    out = []
-    for b in raw:
-        if b == 13:
-            out.append("\\r")
-        elif b == 10:
-            out.append("\\n")
-        elif 32 <= b < 127:
-            out.append(chr(b))
-        else:
-            out.append(f"\\x{b:02x}")
-    text = "".join(out)
-    return text if len(text) <= _WIDTH else text[: _WIDTH - 1] + "…"
-
-
-def _line(raw: bytes, note: str) -> str:
-    return f"  {_show_bytes(raw):<{_WIDTH}}  ← {note}"
-
-
-def _annotate_http(msg: HttpMessage, raw: bytes, response: bool) -> list[str]:
-    kind = "response" if response else "request"
-    lines = [f"HTTP {kind}: {msg.header_bytes + msg.body_bytes} B = {msg.header_bytes} B start line + "
-             f"headers + blank line, {msg.body_bytes} B body" + ("" if msg.complete else " (cut off)")]
-    head_lines = raw[: msg.header_bytes].split(b"\r\n")
-    for i, text in enumerate(head_lines[:-2]):
-        note = ("status line" if response else "request line") if i == 0 else "header"
-        lines.append(_line(text + b"\r\n", f"{note} ({len(text) + 2} B)"))
-    lines.append(_line(b"\r\n", "blank line: end of headers"))
-    body = raw[msg.header_bytes: msg.header_bytes + msg.body_bytes]
-    event_stream = (msg.header("content-type") or "").startswith("text/event-stream")
-    if msg.chunked:
-        pos = 0
-        while pos < len(body):
-            line_end = body.find(b"\r\n", pos)
-            if line_end < 0:
-                lines.append(_line(body[pos:], "(cut off)"))
-                break
-            size = int(body[pos:line_end].split(b";")[0] or b"0", 16)
-            lines.append(_line(body[pos:line_end + 2], f"chunk size: {size} B follow" if size else
-                               "last chunk (size 0): end of body"))
-            chunk = body[line_end + 2: line_end + 2 + size]
-            for part in chunk.splitlines(keepends=True) or [b""]:
-                if part:
-                    lines.append(_line(part, _sse_note(part) if event_stream else "chunk data"))
-            lines.append(_line(b"\r\n", "end of chunk"))
-            pos = line_end + 2 + size + 2
-    elif body:
-        for i, part in enumerate(body.splitlines(keepends=True)[:20]):
-            lines.append(_line(part, f"body ({len(body)} B)" if i == 0 else "body"))
-    return lines
-
-
-def _sse_note(line: bytes) -> str:
-    """What one line of a Server-Sent Events stream is (WHATWG HTML, "event stream interpretation")."""
-    if line in (b"\n", b"\r\n", b"\r"):
-        return "SSE blank line: end of event"
-    if line.startswith(b":"):
-        return "SSE comment (heartbeat)"
-    field = line.split(b":", 1)[0].decode("latin-1")
-    return f"SSE field {field!r}" if field in ("id", "data", "event", "retry") else "SSE line"
-
-
-def _annotate_frames(data: bytes, who: str) -> list[str]:
-    frames = parse_ws_frames(data)
-    if not frames:
-        return []
-    lines = [f"WebSocket frames {who}:"]
-    for frame in frames[:30]:
-        mask = " + 4 B mask key" if frame.masked else ""
-        lines.append(f"  {frame.kind:<6} fin={int(frame.fin)}  {frame.header_bytes - (4 if frame.masked else 0)} B "
-                     f"header{mask} + {frame.payload_length} B payload: {_show_bytes(frame.payload)}")
-    if len(frames) > 30:
-        lines.append(f"  … {len(frames) - 30} more frames")
-    return lines
-
-
-def annotate(up: bytes, down: bytes, direction: str = "both", limit: int = 4096, title: str = "") -> str:
-    """Annotated text for the two directions of a connection: HTTP messages, then WebSocket frames."""
-    up, down = up[:limit], down[:limit]
-    requests, up_rest = parse_http_stream(up, response=False)
-    responses, down_rest = parse_http_stream(down, response=True,
-                                             methods=[m.start_line.split(" ", 1)[0] for m in requests])
-    out = [title] if title else []
-    show_up, show_down = direction in ("both", "up"), direction in ("both", "down")
-    positions = {"up": 0, "down": 0}
-    for i in range(max(len(requests), len(responses))):
-        for who, msgs, raw, response, show in (("up", requests, up, False, show_up),
-                                               ("down", responses, down, True, show_down)):
-            if i < len(msgs):
-                msg = msgs[i]
-                start = positions[who]
-                positions[who] += msg.header_bytes + msg.body_bytes
-                if show:
-                    arrow = "▶ client → server" if who == "up" else "◀ server → client"
-                    lines = _annotate_http(msg, raw[start:], response)
-                    out.append(f"{arrow}  {lines[0]}")
-                    out.extend(lines[1:])
-    if show_up:
-        out.extend(_annotate_frames(up_rest, "client → server (masked, shown unmasked)"))
-    if show_down:
-        out.extend(_annotate_frames(down_rest, "server → client"))
-    if not requests and not responses:
-        for who, raw, show in (("client → server", up, show_up), ("server → client", down, show_down)):
-            if show and raw:
-                out.append(f"{who}: {len(raw)} B (not HTTP)")
-                out.extend(_line(part, "raw") for part in raw.splitlines(keepends=True)[:20])
-    return "\n".join(out)
