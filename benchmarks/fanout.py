@@ -38,7 +38,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -52,6 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from servers import lifeline  # noqa: E402
+from servers.bounds import raise_open_file_limit  # noqa: E402
 from servers.wire.http import Data, HttpParser, ProtocolError, Response, encode_request  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -60,13 +61,6 @@ WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455's sample key; the server's answe
 # Connections per loopback source address: below the feed's default per-address connection limit
 # (servers.limits, 4,096), which is there to stop one client from holding thousands.
 PER_ADDRESS = 2000
-
-
-def raise_open_file_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
 def announce(info: dict[str, Any]) -> None:
@@ -334,9 +328,10 @@ class Child:
     """A child process that prints JSON lines (its first one: readiness) and reads commands on stdin."""
 
     def __init__(self, args: list[str], timeout: float = 600) -> None:
-        self.process = subprocess.Popen([sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, text=True, cwd=str(ROOT),
-                                        env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        # lifeline.spawn: the child dies with this process, even if it is killed (servers.lifeline)
+        self.process = lifeline.spawn([sys.executable, *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=str(ROOT),
+                                      env=dict(os.environ, PYTHONUNBUFFERED="1"))
         self.stderr: list[str] = []
         threading.Thread(target=lambda: self.stderr.extend(self.process.stderr), daemon=True).start()
         self.info = self.read(timeout)
@@ -460,6 +455,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parallel", type=int, default=24, help=argparse.SUPPRESS)
     parser.add_argument("--timeout", type=float, default=120.0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    lifeline.watch_parent()  # a server or worker started by Child: stop when the parent is gone
     if args.serve:
         raise_open_file_limit()
         asyncio.run(serve_bare() if args.serve == "bare" else serve_websockets())

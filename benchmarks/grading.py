@@ -4,7 +4,8 @@ The goal: 30 submissions of one exercise graded in under 3 minutes on a 2-core
 machine. The class is made of the sample class's real kinds of student work, cycled to 30
 (correct, partly wrong, stub, hanging, server never stopped, kernel crash, tests deleted,
 tests edited, duplicated cell, malformed JSON), so the time includes the hanging ones waiting
-out their per-cell limit. Run from the project root:
+out their per-cell limit. Each kernel runs in its bubblewrap sandbox where there is one (the
+``sandboxed`` column; ``SPL_GRADING_BWRAP=off`` measures without). Run from the project root:
 
     python benchmarks/grading.py [--exercise 04-websocket-exercises] [--count 30] [--jobs 2] [--cell-timeout 10]
 """
@@ -25,9 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from grading.batch import grade_class, write_gradebook  # noqa: E402
+from grading.sandbox import status  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "grading.csv"
-COLUMNS = ["date_utc", "exercise", "submissions", "jobs", "cell_timeout_s", "wall_s", "s_per_submission",
+COLUMNS = ["date_utc", "exercise", "submissions", "jobs", "cell_timeout_s", "sandboxed", "wall_s", "s_per_submission",
            "points_total", "cpus", "load_avg_1min_before", "python"]
 
 
@@ -59,7 +61,8 @@ def main() -> None:
     row = {
         "date_utc": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "exercise": args.exercise, "submissions": len(reports), "jobs": args.jobs,
-        "cell_timeout_s": f"{args.cell_timeout:g}", "wall_s": f"{wall:.1f}",
+        "cell_timeout_s": f"{args.cell_timeout:g}", "sandboxed": "yes" if status().isolated else "no",
+        "wall_s": f"{wall:.1f}",
         "s_per_submission": f"{wall / max(1, len(reports)):.2f}",
         "points_total": f"{sum(r.points for r in reports):g}", "cpus": os.cpu_count(),
         "load_avg_1min_before": f"{load_before:.2f}", "python": platform.python_version(),
@@ -69,7 +72,8 @@ def main() -> None:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
         writer.writerow(row)
-    print(f"graded {len(reports)} submissions of {args.exercise} in {wall:.1f} s with {args.jobs} jobs -> {RESULTS}")
+    print(f"graded {len(reports)} submissions of {args.exercise} in {wall:.1f} s with {args.jobs} jobs "
+          f"({status().describe()}) -> {RESULTS}")
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ use) - a failure of the non-idempotent redeem, not of push. Latencies are the cl
 it, ``login_ms`` the whole login from ticket creation to the redeemed session. Timing figures
 depend on the machine; the counts do not.
 
-Why ``--redis-pool``: the ``streams`` fix holds one pooled Redis connection per followed ticket
-(a blocking ``XREAD``); redis-py's pool allows 100 per client by default, so with hundreds of
-browser channels per server every other Redis call there fails ("Too many connections", 503).
-``--redis-pool 0 4096`` runs with the default and with a pool big enough for the load.
+Why ``--redis-pool``: the ``streams`` fix once held one pooled Redis connection per followed
+ticket (a blocking ``XREAD``), and redis-py's pool allows 100 per client by default, so with
+hundreds of browser channels per server every other Redis call there failed ("Too many
+connections", 503). It now follows every ticket with one ``XREAD`` per server, and the servers'
+pools wait for a free connection instead of failing; ``--redis-pool 0 4096`` runs with the
+default and with a big pool, to show that the pool size no longer decides the outcome.
 
 Output: ``benchmarks/results/load.csv``, one row per pool × fix × scenario.
 """

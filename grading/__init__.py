@@ -4,6 +4,7 @@
 generated from them (``python -m grading generate``). A learner runs
 ``python -m grading check exercises/NN-topic-exercises.ipynb``; an instructor runs
 ``python -m grading batch SUBMISSIONS_DIR --out OUT_DIR``. Every submission runs in a fresh kernel
-in a process of its own, under a per-cell and a per-notebook time limit, and is scored by
-nbgrader's own rule, so courses that use nbgrader get the same points.
+in a process of its own, under a per-cell and a per-notebook time limit, sandboxed where
+bubblewrap is available (``grading.sandbox``), and is scored by nbgrader's own rule, so courses
+that use nbgrader get the same points.
 """

@@ -1,10 +1,10 @@
-"""``python -m grading generate | check NOTEBOOK | batch SUBMISSIONS_DIR --out OUT_DIR``."""
+"""``python -m grading generate | check NOTEBOOK | batch SUBMISSIONS_DIR --out OUT_DIR | release OUT``."""
 from __future__ import annotations
 
 import argparse
 import sys
 
-from grading import batch, check, generate
+from grading import batch, check, generate, release
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("generate", generate, "write exercises/ from solutions/ (deterministic; --check compares only)"),
         ("check", check, "self-check one exercise notebook with its visible tests"),
         ("batch", batch, "grade a folder of submissions: gradebook CSV and feedback per student"),
+        ("release", release, "write the students' tree: lessons, exercises, the package; no solutions or tests"),
     ]:
         sub = commands.add_parser(name, help=summary, description=module.__doc__.splitlines()[0])
         module.add_arguments(sub)

@@ -8,27 +8,32 @@ Layouts understood (``.ipynb_checkpoints`` ignored):
 - nbgrader's ``SUBMISSIONS_DIR/[submitted/]<student>/<assignment>/<name>.ipynb``.
 
 Every submission is graded with the visible *and* hidden tests of its source, in a fresh kernel
-and process of its own, ``--jobs`` at a time. Output: ``OUT_DIR/gradebook.csv`` (one row per
-student and question, plus a ``(notebook)`` row when something about the notebook itself needs
-saying) and ``OUT_DIR/feedback/<student>.md``. Rows are sorted, so the same class gives the same
-file byte for byte.
+and process of its own, ``--jobs`` at a time, each kernel sandboxed where bubblewrap is available
+(``grading.sandbox``; without it the command says plainly that submissions are not isolated).
+Output: ``OUT_DIR/gradebook.csv`` (one row per student and question, plus a ``(notebook)`` row
+when something about the notebook itself needs saying) and ``OUT_DIR/feedback/<student>.md``,
+written once every submission's processes have ended, each file whole or not at all (a new file
+renamed over the old). Rows are sorted, so the same class gives the same file byte for byte.
 """
 from __future__ import annotations
 
 import csv
 import io
+import os
 import sys
+import tempfile
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from grading.check import resolve_source
-from grading.grade import DEFAULT_CELL_TIMEOUT, GradeReport, grade_submission
+from grading.grade import DEFAULT_CELL_TIMEOUT, NEEDS_MANUAL_GRADING, GradeReport, grade_submission
 from grading.paths import find_source, project_root
+from grading.sandbox import status as sandbox_status
 
 __all__ = ["SubmittedNotebook", "discover", "grade_class", "gradebook_rows", "write_gradebook", "feedback_markdown",
-           "GRADEBOOK_COLUMNS", "add_arguments", "main"]
+           "write_atomically", "GRADEBOOK_COLUMNS", "add_arguments", "main"]
 
 GRADEBOOK_COLUMNS = ["student", "assignment", "question", "points", "max", "status", "reason"]
 NOTEBOOK_ROW = "(notebook)"
@@ -100,12 +105,17 @@ def _number(value: float) -> str:
     return f"{value:g}"
 
 
+def _points(q) -> str:
+    """A question's points for the gradebook; blank (not 0) while a written answer waits for a person."""
+    return "" if q.status == NEEDS_MANUAL_GRADING else _number(q.points)
+
+
 def gradebook_rows(reports: list[GradeReport]) -> list[dict[str, str]]:
     rows = []
     for report in reports:
         for q in report.questions:
             rows.append({"student": report.student, "assignment": report.assignment, "question": q.grade_id,
-                         "points": _number(q.points), "max": _number(q.max_points), "status": q.status,
+                         "points": _points(q), "max": _number(q.max_points), "status": q.status,
                          "reason": q.reason})
         if report.problem or report.notes:
             rows.append({"student": report.student, "assignment": report.assignment, "question": NOTEBOOK_ROW,
@@ -119,20 +129,34 @@ def write_gradebook(reports: list[GradeReport], path: Path) -> None:
     writer = csv.DictWriter(buffer, fieldnames=GRADEBOOK_COLUMNS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(gradebook_rows(reports))
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    write_atomically(path, buffer.getvalue())
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a new file beside ``path`` and rename it over ``path``: a reader sees the old or the new file, whole."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            out.write(text)
+        os.chmod(temporary, path.stat().st_mode & 0o777 if path.exists() else 0o644)  # mkstemp's is 0600
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
 
 
 def feedback_markdown(student: str, reports: list[GradeReport]) -> str:
     """Feedback for one learner: per question the points, what was expected vs what came back, a hint."""
     lines = [f"# Feedback for {student}", ""]
     for report in reports:
-        lines += [f"## {report.assignment}: {report.points:g} / {report.max_points:g} points", ""]
+        pending = f" (and {report.manual_points:g} for written answers, graded by hand)" if report.manual_points else ""
+        lines += [f"## {report.assignment}: {report.points:g} / {report.max_points:g} points{pending}", ""]
         if report.problem:
             lines += [f"**Problem with the notebook:** {report.problem}.", ""]
         for q in report.questions:
             mark = {"timeout": "timed out", "crashed": "the kernel crashed"}.get(q.status, q.status.replace("_", " "))
-            lines += [f"### {q.title}", "", f"**{q.points:g} / {q.max_points:g} points** ({mark})", ""]
-            if q.status != "passed":
+            lines += [f"### {q.title}", "", f"**{_points(q) or '?'} / {q.max_points:g} points** ({mark})", ""]
+            if q.status not in ("passed", NEEDS_MANUAL_GRADING):
                 lines += [f"- **What happened:** {q.what_happened}", f"- **Hint:** {q.hint}", ""]
         if report.notes:
             lines += ["### Notes on your notebook", ""] + [f"- {note}" for note in report.notes] + [""]
@@ -147,7 +171,7 @@ def write_feedback(reports: list[GradeReport], directory: Path) -> None:
     for report in reports:
         by_student.setdefault(report.student, []).append(report)
     for student, theirs in by_student.items():
-        (directory / f"{student}.md").write_text(feedback_markdown(student, theirs), encoding="utf-8")
+        write_atomically(directory / f"{student}.md", feedback_markdown(student, theirs))
 
 
 def add_arguments(parser) -> None:
@@ -165,6 +189,11 @@ def main(args) -> int:
     if not args.submissions.is_dir():
         print(f"no such folder: {args.submissions}", file=sys.stderr)
         return 2
+
+    sandbox = sandbox_status()
+    if not sandbox.isolated:
+        print(f"WARNING: {sandbox.describe()}. Grade only submissions you trust, or grade on Linux with "
+              "bubblewrap installed.", file=sys.stderr, flush=True)
 
     def progress(report: GradeReport) -> None:
         print(f"{report.student:>24} {report.assignment}: {report.points:g}/{report.max_points:g}"

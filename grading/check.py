@@ -2,7 +2,8 @@
 
 Prints, per question, the points earned and, for each failure, the reason in plain words and a
 hint; exits 0 only at full marks. The notebook's solution cells run inside its source (found
-in ``solutions/`` by file name, else by its grade_ids), so a learner who deleted or edited a test
+in ``solutions/``, or in a student release the pristine copy in ``grading/sources/``, by file name,
+else by its grade_ids), so a learner who deleted or edited a test
 cell is still checked against the real test; a notebook with no known source is checked
 against its own visible tests.
 """
@@ -11,9 +12,9 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from grading.grade import DEFAULT_CELL_TIMEOUT, GradeReport, grade_submission
+from grading.grade import DEFAULT_CELL_TIMEOUT, NEEDS_MANUAL_GRADING, GradeReport, grade_submission
 from grading.notebook import grade_ids, read_notebook, NotebookUnreadable
-from grading.paths import find_source, project_root
+from grading.paths import exercise_sources, find_source
 
 __all__ = ["resolve_source", "format_report", "add_arguments", "main"]
 
@@ -22,7 +23,7 @@ def resolve_source(notebook: Path, solutions: Path | None = None, explicit: Path
     """The source notebook for ``notebook``: explicit, by file name, or by the most shared grade_ids."""
     if explicit is not None:
         return explicit
-    solutions = solutions or project_root() / "solutions"
+    solutions = solutions or exercise_sources()
     by_name = find_source(notebook.name, solutions)
     if by_name is not None:
         return by_name
@@ -39,8 +40,12 @@ def resolve_source(notebook: Path, solutions: Path | None = None, explicit: Path
 
 
 def format_report(report: GradeReport) -> str:
-    lines = [f"{report.assignment}: {report.points:g} / {report.max_points:g} points"]
+    pending = f" (and {report.manual_points:g} for written answers, graded by hand)" if report.manual_points else ""
+    lines = [f"{report.assignment}: {report.points:g} / {report.max_points:g} points{pending}"]
     for number, q in enumerate(report.questions, 1):
+        if q.status == NEEDS_MANUAL_GRADING:
+            lines.append(f"  {q.title} [{q.grade_id}]: ?/{q.max_points:g} needs manual grading (written answer)")
+            continue
         lines.append(f"  {q.title} [{q.grade_id}]: {q.points:g}/{q.max_points:g} {q.status}")
         if q.status != "passed":
             lines.append(f"      why:  {q.what_happened}")

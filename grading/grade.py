@@ -9,7 +9,8 @@ autograde agree; this module adds the *why* a learner needs when the points are 
 Statuses: ``passed``, ``partial``, ``failed`` (the test ran and did not pass), ``unanswered``
 (the code still raises ``NotImplementedError``), ``timeout`` (over the per-cell limit, interrupted),
 ``crashed`` (the kernel died in this cell), ``not_run`` (never reached: notebook time limit, a
-notebook that cannot be read, ...).
+notebook that cannot be read, ...), and for a written answer ``needs_manual_grading`` (a person
+grades it against the rubric: never 0 before they do, and left out of the points the grader gives).
 """
 from __future__ import annotations
 
@@ -20,14 +21,16 @@ from pathlib import Path
 import nbformat
 from nbgrader import utils as nbgrader_utils
 
-from grading.notebook import Question, grade_id, is_solution, merge_submission, questions, read_notebook, read_submission
+from grading.notebook import (Question, grade_id, is_solution, merge_submission, questions, read_notebook,
+                              read_submission)
 from grading.run import RunResult, run_notebook
 
 __all__ = ["QuestionResult", "GradeReport", "grade_submission", "notebook_timeout_of", "HINTS",
-           "DEFAULT_CELL_TIMEOUT", "DEFAULT_NOTEBOOK_TIMEOUT"]
+           "DEFAULT_CELL_TIMEOUT", "DEFAULT_NOTEBOOK_TIMEOUT", "NEEDS_MANUAL_GRADING"]
 
 DEFAULT_CELL_TIMEOUT = 30.0
 DEFAULT_NOTEBOOK_TIMEOUT = 120.0
+NEEDS_MANUAL_GRADING = "needs_manual_grading"
 
 HINTS = {
     "unanswered": "Replace `raise NotImplementedError()` in the solution cell with your code, run it, then run the test cell.",
@@ -38,6 +41,7 @@ HINTS = {
     "not_run": "Fix the problem named in the reason and submit again; nothing in this question was run.",
     "failed": "Read the expected value and what came back above, then run the test cell yourself to see the whole traceback.",
     "partial": "Some checks passed; the reason says which one did not.",
+    NEEDS_MANUAL_GRADING: "Nothing to fix: a person reads your answer against the rubric.",
 }
 
 
@@ -78,11 +82,17 @@ class GradeReport:
 
     @property
     def points(self) -> float:
-        return sum(q.points for q in self.questions)
+        return sum(q.points for q in self.questions if q.status != NEEDS_MANUAL_GRADING)
 
     @property
     def max_points(self) -> float:
-        return sum(q.max_points for q in self.questions)
+        """The points the grader can give: written answers waiting for a person are left out."""
+        return sum(q.max_points for q in self.questions if q.status != NEEDS_MANUAL_GRADING)
+
+    @property
+    def manual_points(self) -> float:
+        """The points of written answers a person has yet to grade."""
+        return sum(q.max_points for q in self.questions if q.status == NEEDS_MANUAL_GRADING)
 
 
 def notebook_timeout_of(source) -> float:
@@ -122,12 +132,29 @@ def grade_submission(source_path: Path, submission_path: Path, *, student: str, 
         result = run.cells.get(i)
         if result and is_solution(cell) and result.status in ("timeout", "crashed"):
             report.notes.append(f"solution cell {grade_id(cell)!r}: {result.evalue}")
+    undone = list(dict.fromkeys(kind for i in sorted(run.cells) for kind in run.cells[i].undone))
+    if undone:  # an instructor should read this submission: it reached into the machinery the tests run on
+        report.notes.append(f"your code changed parts of the kernel the tests run on: {'; '.join(undone)}. The grader "
+                            "put them back before every test, so the tests saw the kernel as the course set it up")
     if run.notebook_timed_out:
         report.problem = f"grading stopped at the notebook time limit of {budget:g} s"
     elif run.failure:
         report.problem = run.failure
-    report.questions = [_grade_question(q, index_of, run, report.problem) for q in asked]
+    report.questions = [_grade_written(q, merged) if q.written else _grade_question(q, index_of, run, report.problem)
+                        for q in asked]
     return report
+
+
+def _grade_written(question: Question, merged) -> QuestionResult:
+    """nbgrader's rule for a written answer: the stub unchanged scores 0, anything else waits for a person."""
+    cell = next(c for c in merged.cells if grade_id(c) == question.grade_id)
+    points, _ = nbgrader_utils.determine_grade(cell)
+    if points is None:
+        return QuestionResult(question.grade_id, question.title, 0.0, question.points, NEEDS_MANUAL_GRADING,
+                              "a written answer: a person grades it against the rubric")
+    return QuestionResult(question.grade_id, question.title, 0.0, question.points, "unanswered",
+                          "not answered yet: the cell still says YOUR ANSWER HERE. "
+                          "Hint: replace it with your answer, in your own words.")
 
 
 def _nbgrader_points(question: Question, test) -> float:

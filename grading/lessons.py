@@ -72,6 +72,7 @@ def execute(notebook: str | Path | Any, *, cwd: str | Path | None = None, allow_
     """
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
+    from jupyter_core.utils import run_sync
     from nbclient import NotebookClient
 
     path = None
@@ -98,6 +99,11 @@ def execute(notebook: str | Path | Any, *, cwd: str | Path | None = None, allow_
             client.execute()
         except Exception as exc:  # CellExecutionError, CellTimeoutError, DeadKernelError
             error = exc
+        finally:
+            # nbclient shuts down only kernels it created itself; this one is ours to stop, or it
+            # (and every server it started) lives until this process ends.
+            if km.has_kernel:
+                run_sync(km.shutdown_kernel)(now=True)
     return Execution(path, nb, time.monotonic() - started, error)
 
 
@@ -130,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", default="build", help="folder for the HTML (default: build/)")
     parser.add_argument("--root", default=".", help="the repository (default: the current folder)")
     parser.add_argument("--only", default="", help="run only notebooks whose name contains this text")
+    parser.add_argument("--ipynb", action="store_true",
+                        help="also write each executed notebook, outputs included, as OUT/<name>.ipynb "
+                             "(the course site is built from these: make site)")
     args = parser.parse_args(argv)
 
     lessons = [p for p in discover(args.root, ("notebooks",)) if args.only in p.name]
@@ -142,6 +151,9 @@ def main(argv: list[str] | None = None) -> int:
     for path in lessons:
         result = execute(path)
         render_html(result.nb, out / (path.stem + ".html"))
+        if args.ipynb:
+            import nbformat
+            nbformat.write(result.nb, out / path.name)
         status = "ok" if result.ok else "FAILED"
         print(f"{path.name:<40} {result.seconds:6.1f} s  {status}", flush=True)
         if not result.ok:

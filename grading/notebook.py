@@ -21,7 +21,7 @@ from nbgrader import utils as nbgrader_utils
 from grading import nbgrader_compat
 
 __all__ = ["Question", "Submission", "read_notebook", "read_submission", "questions", "solution_cells",
-           "grade_id", "grade_ids", "is_solution", "is_test", "merge_submission", "NotebookUnreadable"]
+           "grade_id", "grade_ids", "is_solution", "is_test", "is_written", "merge_submission", "NotebookUnreadable"]
 
 
 class NotebookUnreadable(ValueError):
@@ -70,6 +70,11 @@ def is_test(cell: NotebookNode) -> bool:
         and cell.cell_type == "code"
 
 
+def is_written(cell: NotebookNode) -> bool:
+    """A manually graded answer (nbgrader: solution and grade): a person reads it against the rubric."""
+    return is_solution(cell) and nbgrader_utils.is_grade(cell)
+
+
 def grade_ids(nb: NotebookNode) -> list[str]:
     return [gid for gid in (grade_id(c) for c in nb.cells) if gid]
 
@@ -85,12 +90,16 @@ def solution_cells(nb: NotebookNode) -> dict[str, NotebookNode]:
 
 @dataclass
 class Question:
-    """One autograded question: its test cell's grade_id, points, a title, and the solution cells it tests."""
+    """One question: its graded cell's grade_id, points, a title, and the solution cells it tests.
+
+    ``written``: a manually graded answer cell (graded by a person, never by the tests).
+    """
 
     grade_id: str
     points: float
     title: str
     solution_ids: list[str] = field(default_factory=list)
+    written: bool = False
 
 
 def questions(source: NotebookNode) -> list[Question]:
@@ -98,22 +107,27 @@ def questions(source: NotebookNode) -> list[Question]:
 
     A question is a test cell; its title is the nearest Markdown heading above it and the
     solution cells it tests are those since the previous test cell (how our exercises are laid
-    out: heading, prose, solution cell(s), test cell).
+    out: heading, prose, solution cell(s), test cell). Test cells that follow one another split
+    one question's points by concept, so they test the same solution cells. A manually graded
+    answer cell is a question of its own (``written``).
     """
     found: list[Question] = []
     title = ""
     pending: list[str] = []
     for cell in source.cells:
-        if cell.cell_type == "markdown":
+        if cell.cell_type == "markdown" and not is_solution(cell):  # an answer's own headings are no title
             for line in cell.source.splitlines():
                 if line.startswith("#"):
                     title = line.lstrip("#").strip()
                     break
-        if is_solution(cell):
+        points = float(_nbgrader_meta(cell).get("points", 0) or 0)
+        if is_written(cell):
+            found.append(Question(grade_id(cell), points, title or grade_id(cell), [grade_id(cell)], written=True))
+        elif is_solution(cell):
             pending.append(grade_id(cell))
         elif is_test(cell):
-            found.append(Question(grade_id(cell), float(_nbgrader_meta(cell).get("points", 0)), title or grade_id(cell),
-                                  pending))
+            previous = found[-1].solution_ids if found and not found[-1].written else []
+            found.append(Question(grade_id(cell), points, title or grade_id(cell), pending or list(previous)))
             pending = []
     return found
 

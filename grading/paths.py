@@ -10,7 +10,7 @@ import os
 import sys
 from pathlib import Path
 
-__all__ = ["project_root", "servers_path", "kernel_env", "find_source"]
+__all__ = ["project_root", "exercise_sources", "servers_path", "kernel_env", "find_source"]
 
 
 def project_root() -> Path:
@@ -19,6 +19,13 @@ def project_root() -> Path:
     if (here / "solutions").is_dir():
         return here
     return Path(__file__).resolve().parent.parent
+
+
+def exercise_sources() -> Path:
+    """Where the source of each exercise is: ``solutions/`` in the instructor's checkout, else the
+    pristine exercises a student release carries in ``grading/sources/`` (see grading.release)."""
+    solutions = project_root() / "solutions"
+    return solutions if solutions.is_dir() else Path(__file__).resolve().parent / "sources"
 
 
 def servers_path() -> str | None:
@@ -45,7 +52,7 @@ def kernel_env() -> dict[str, str]:
 
 def find_source(name: str, solutions: Path | None = None) -> Path | None:
     """The source notebook ``solutions/<name>`` (name with or without .ipynb), if it exists."""
-    solutions = solutions or project_root() / "solutions"
+    solutions = solutions or exercise_sources()
     stem = name[:-6] if name.endswith(".ipynb") else name
     candidate = solutions / f"{stem}.ipynb"
     return candidate if candidate.is_file() else None

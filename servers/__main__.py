@@ -19,6 +19,9 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from servers import lifeline
+
+    lifeline.watch_parent()  # started by servers.process: stop when the parent is gone, even if killed
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(prog="python -m servers", description="Run the Server Push Lab servers outside Jupyter.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -23,6 +23,7 @@ MOVED = {
     "servers.lessons": "grading.lessons",
     "servers.gateway": "servers.qrlogin.fixes.gateway_tier",
     "servers.cluster_cli": "servers.cluster.cli",
+    "servers.feed.outbox": "servers.outbox",  # shared with the QR-login app's push channels
     "servers.lessons_support": "lab.lessons",
     "servers.lessons_support.publishing": "lab.publishing",
     **{f"servers.lessons_support.{name}": f"lab.lessons.{name}"

@@ -2,7 +2,7 @@
 
 Why: a push server holds connections open, so one client that opens thousands of them, or that
 sends messages as fast as its loop spins, takes memory and CPU from everyone else (OWASP
-WebSocket Security Cheat Sheet: "rate limits", "connection limits"). Three limits, each a
+WebSocket Security Cheat Sheet: "rate limits", "connection limits"). Four limits, each a
 setting of the application (``start_feed(max_connections_per_address=4)``, same for
 ``start_qrlogin``), each refused in a way a client can read:
 
@@ -21,7 +21,14 @@ API calls per client         token bucket per address on the routes that change 
 address (``api_rate``,       (``POST /feed/publish``, the QR-login ``POST /api/...`` routes, the
 ``api_burst``)               phone's password login among them): ``429 {"error": "rate_limited"}``
                              with ``Retry-After`` (whole seconds, RFC 9110 §10.2.3).
+live QR-login tickets per    counted in Redis for the whole cluster, a ticket counting until it
+client address (``max_``     expires: ``429 {"error": "too_many_tickets"}`` with ``Retry-After``
+``tickets_per_address``)     (when its oldest ticket expires). Each ticket is kept in the shared
+                             store for minutes, so a rate alone would let one client fill it.
 ===========================  ==================================================================
+
+What every server refuses before any handler runs (body size, slow clients, connections per
+server, descriptor exhaustion) is in :mod:`servers.bounds`.
 
 Why 1013 for too many connections and 1008 for too many messages: RFC 6455 §7.4.1 defines 1008
 for "a message that violates its policy" - a client flooding messages has done that. A client
@@ -34,7 +41,7 @@ reason; a close code and reason reach the page's ``onclose``.
 
 Why reads are not rate limited: short polling *is* a stream of reads whose rate is the lesson's
 parameter; connection limits bound the held reads (SSE, long polls), and everything is bounded
-by Tornado's body and message size limits.
+by the body and message size limits (``servers.bounds``, ``websocket_max_message_size``).
 
 Which address: the TCP peer's, unless that peer is one of ``trusted_proxies`` (addresses or
 networks, e.g. ``("127.0.0.1", "10.0.0.0/8")``): then the last ``X-Forwarded-For`` entry, the one
@@ -65,7 +72,7 @@ from typing import Any, Callable, Iterable
 
 __all__ = ["DEFAULT_LIMITS", "HARDENED_LIMITS", "CLOSE_TRY_AGAIN_LATER", "CLOSE_POLICY_VIOLATION", "TokenBucket",
            "Limits", "client_address", "trusted_proxy_list", "ConnectionSlot", "limits_for", "holds_connection",
-           "rate_limited", "LimitedWebSocketMixin"]
+           "rate_limited", "refuse", "LimitedWebSocketMixin"]
 
 CLOSE_POLICY_VIOLATION = 1008
 CLOSE_TRY_AGAIN_LATER = 1013
@@ -77,6 +84,7 @@ DEFAULT_LIMITS: dict[str, Any] = {
     "ws_message_burst": 5000,             # ... and at once
     "api_rate": 5000.0,                   # state-changing API calls/s per address, sustained
     "api_burst": 20000,                   # ... and at once
+    "max_tickets_per_address": 10000,     # live QR-login tickets one address may hold (cluster-wide, in Redis)
     "trusted_proxies": (),                # peers whose X-Forwarded-For (last entry) is believed
     "limit_table_size": 10000,            # addresses remembered for rate limits (oldest forgotten)
 }
@@ -88,6 +96,7 @@ HARDENED_LIMITS: dict[str, Any] = {
     "ws_message_burst": 40,
     "api_rate": 5.0,
     "api_burst": 20,
+    "max_tickets_per_address": 20,
 }
 
 
@@ -154,6 +163,7 @@ class Limits:
         self.message_burst = float(merged["ws_message_burst"])
         self.api_rate = float(merged["api_rate"])
         self.api_burst = float(merged["api_burst"])
+        self.max_tickets = int(merged["max_tickets_per_address"])
         self.table_size = int(merged["limit_table_size"])
         self.trusted = _networks(merged["trusted_proxies"])
         self.clock = clock
@@ -264,7 +274,7 @@ def limits_for(app: Any) -> Limits:
 # Plugging the limits into handlers: two decorators for HTTP methods, a mixin for WebSockets.
 
 
-def _refuse(handler: Any, status: int, code: str, detail: str, retry_after: float) -> None:
+def refuse(handler: Any, status: int, code: str, detail: str, retry_after: float) -> None:
     """A JSON refusal with ``Retry-After`` (written directly: ``send_error`` would drop the header)."""
     handler.clear()
     handler.set_status(status)
@@ -287,7 +297,7 @@ def holds_connection(kind: str) -> Callable:
             limits = limits_for(self.application)
             slot = limits.acquire(self.request, kind)
             if slot is None:
-                return _refuse(self, 429, "too_many_connections",
+                return refuse(self, 429, "too_many_connections",
                                f"This address already holds {limits.max_connections} open connections to this "
                                "server; close one (or wait) and try again.", 1)
             try:
@@ -311,7 +321,7 @@ def rate_limited(method: Callable) -> Callable:
         limits = limits_for(self.application)
         wait = limits.allow_call(self.request)
         if wait:
-            return _refuse(self, 429, "rate_limited",
+            return refuse(self, 429, "rate_limited",
                            f"Too many calls from this address (more than {limits.api_rate:g}/s); "
                            f"retry after {wait:.2f} s.", wait)
         result = method(self, *args, **kwargs)

@@ -4,7 +4,9 @@ The cluster runs its app servers this way (so a crash is a real SIGKILL and each
 own memory), the ``gateway`` fix its push tier, and lesson 06 the feed server it measures (so
 ``psutil`` reads the server's CPU time and memory, not the notebook's). Every command prints one
 JSON line when it is ready (see :mod:`servers.cli`); that line is the readiness event we wait for,
-never a sleep.
+never a sleep. Every child dies with the process that started it, even a SIGKILLed kernel
+(:mod:`servers.lifeline`). Secrets (a Redis URL with its password) go in ``env``, never on the
+command line, which every user of the machine can read (``ps``).
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from servers import lifeline
+
 __all__ = ["ServerProcess", "package_root"]
 
 
@@ -27,36 +31,23 @@ def package_root() -> str:
     return str(Path(__file__).resolve().parent.parent)
 
 
-def _die_with_parent() -> None:
-    """In the child, before exec: ask Linux to SIGTERM it when the thread that started it dies (a
-    killed kernel must not leave a server behind). Elsewhere, nothing happens."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 class ServerProcess:
     """``python -m servers <command...>`` in a child process: ``name``, ``url``, ``ws_url``,
     ``pid``, ``info`` (its ready line), ``running``, ``stop()`` (SIGTERM, then SIGKILL),
     ``crash()`` (SIGKILL at once), ``stderr_tail()``.
 
-    ``die_with_parent`` asks Linux to end the child when the *thread* that started it ends; use it
-    only from a thread that lives as long as the server should (a notebook's main thread).
+    ``env``: extra environment variables for the child (e.g. ``REDIS_URL``, which carries a password).
     """
 
     def __init__(self, command: Sequence[str], name: str, *, timeout: float = 30,
-                 die_with_parent: bool = False) -> None:
+                 env: dict[str, str] | None = None) -> None:
         self.name = name
         self.command = list(command)
         self._log = tempfile.NamedTemporaryFile(prefix=f"spl-{self.command[0]}-{name}-", suffix=".log", delete=False)
-        self.process = subprocess.Popen(
+        self.process = lifeline.spawn(
             [sys.executable, "-m", "servers", *self.command], stdout=subprocess.PIPE, stderr=self._log,
-            stdin=subprocess.DEVNULL, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"), cwd=package_root(),
-            preexec_fn=_die_with_parent if die_with_parent else None)
+            stdin=subprocess.DEVNULL, text=True, env={**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1"},
+            cwd=package_root())
         self.pid = self.process.pid
         self.state = "starting"
         self.info = self._read_ready_line(timeout)

@@ -6,20 +6,34 @@ how servers on several machines share one.
 
 Redis cannot be told "port 0" (that disables TCP), so a free port is found by binding port 0,
 and the start is retried on the rare race with another process.
+
+Bounded and private: the server listens on loopback only, with a password (``requirepass``, a
+fresh random one each start, carried in the URL: ``redis://:PASSWORD@127.0.0.1:PORT/0``), so
+another user of a shared machine cannot read or write tickets and sessions; its configuration is
+a file only we can read, never the command line, which every user can see (``ps``). It holds
+at most ``maxmemory`` (256 MB by default) with the ``noeviction`` policy: when full it refuses
+new writes (the QR-login app answers ``503 store_full``) and never evicts another user's ticket or
+session to make room. It runs under :mod:`servers.lifeline`'s supervisor, so it dies with the
+process that started it, even a SIGKILLed kernel.
 """
 from __future__ import annotations
 
 import atexit
 import os
+import secrets
 import shutil
 import socket
 import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 
-__all__ = ["find_redis_server", "start_redis", "shared_redis_url", "RedisHandle", "RedisMissing"]
+from servers import lifeline
+
+__all__ = ["find_redis_server", "start_redis", "shared_redis_url", "RedisHandle", "RedisMissing", "redacted",
+           "stop_started"]
 
 
 class RedisMissing(RuntimeError):
@@ -56,24 +70,46 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-class RedisHandle:
-    """A redis-server process: ``url``, ``port``, ``stop()``, ``restart()``, ``client()``."""
+#: What the embedded Redis may hold, and what it does when full (refuse writes; never evict).
+DEFAULT_MAXMEMORY = "256mb"
+DEFAULT_POLICY = "noeviction"
 
-    def __init__(self, binary: str, host: str = "127.0.0.1", port: int | None = None) -> None:
+
+class RedisHandle:
+    """A redis-server process: ``url`` (with its password), ``port``, ``password``, ``stop()``,
+    ``restart()``, ``client()``. ``maxmemory`` and ``policy`` are Redis's own settings."""
+
+    def __init__(self, binary: str, host: str = "127.0.0.1", port: int | None = None, *,
+                 maxmemory: str = DEFAULT_MAXMEMORY, policy: str = DEFAULT_POLICY) -> None:
         self.binary = binary
         self.host = host
         self.port = port or _free_port(host)
-        self._dir = tempfile.TemporaryDirectory(prefix="spl-redis-")
+        self.password = secrets.token_urlsafe(24)  # URL-safe: it goes into the URL unquoted
+        self.maxmemory = maxmemory
+        self.policy = policy
+        self._dir = tempfile.TemporaryDirectory(prefix="spl-redis-")  # mode 0700: ours alone
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
-        return f"<RedisHandle {self.url} {state}>"
+        return f"<RedisHandle {redacted(self.url)} {state}>"  # no password in a notebook's output
+
+    def _write_config(self) -> str:
+        """The configuration file (the password must not be on the command line)."""
+        path = Path(self._dir.name) / "redis.conf"
+        lines = [f"bind {self.host}", f"port {self.port}", f"requirepass {self.password}",
+                 f"maxmemory {self.maxmemory}", f"maxmemory-policy {self.policy}", 'save ""',
+                 "appendonly no", f"dir {self._dir.name}", "daemonize no", "protected-mode yes",
+                 "loglevel notice"]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as config:
+            config.write("\n".join(lines) + "\n")
+        return str(path)
 
     def __enter__(self) -> "RedisHandle":
         return self
@@ -90,10 +126,9 @@ class RedisHandle:
         with self._lock:
             if self.running:
                 return self
-            args = [self.binary, "--bind", self.host, "--port", str(self.port), "--save", "",
-                    "--appendonly", "no", "--dir", self._dir.name, "--daemonize", "no",
-                    "--protected-mode", "no", "--loglevel", "notice"]
-            self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            self.process = lifeline.spawn([self.binary, self._write_config()], supervise=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL, text=True)
             deadline = time.monotonic() + timeout
             lines = []
             assert self.process.stdout is not None
@@ -152,12 +187,13 @@ class RedisHandle:
 _started: list[RedisHandle] = []
 
 
-def start_redis(host: str = "127.0.0.1", attempts: int = 5) -> RedisHandle:
+def start_redis(host: str = "127.0.0.1", attempts: int = 5, *, maxmemory: str = DEFAULT_MAXMEMORY,
+                policy: str = DEFAULT_POLICY) -> RedisHandle:
     """Start a fresh redis-server on a free loopback port; it is stopped at exit if not before."""
     binary = find_redis_server()
     last_error: Exception | None = None
     for _ in range(attempts):
-        handle = RedisHandle(binary, host)
+        handle = RedisHandle(binary, host, maxmemory=maxmemory, policy=policy)
         try:
             handle.start()
         except RuntimeError as exc:  # most likely the free port was taken meanwhile: try another
@@ -166,6 +202,15 @@ def start_redis(host: str = "127.0.0.1", attempts: int = 5) -> RedisHandle:
         _started.append(handle)
         return handle
     raise RuntimeError(f"could not start redis-server after {attempts} attempts: {last_error}")
+
+
+def redacted(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``: for what a notebook or a log shows."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def redis_url_from_env() -> str | None:
@@ -194,9 +239,12 @@ def shared_redis_url() -> str:
 
 
 @atexit.register
-def _stop_all() -> None:
+def stop_started() -> None:
+    """Stop every redis-server this process started (the shared one included); also run at exit."""
+    global _shared
     for handle in _started:
         try:
             handle.stop()
         except Exception:
             pass
+    _shared = None

@@ -19,12 +19,12 @@ import atexit
 import concurrent.futures
 import socket
 import threading
-import weakref
 from typing import Any, Awaitable, Callable
 
-import tornado.httpserver
 import tornado.netutil
 import tornado.web
+
+from servers.bounds import BoundedHTTPServer, raise_open_file_limit, server_bounds
 
 __all__ = ["ServerApp", "ServerHandle", "serve", "running", "stop_all", "call", "run", "server_loop",
            "track", "untrack", "tracked"]
@@ -138,25 +138,13 @@ def call(fn: Callable[..., Any], *args: Any, timeout: float | None = 30, **kwarg
 # Servers and their handles.
 
 
-class _TrackingHTTPServer(tornado.httpserver.HTTPServer):
-    """An HTTPServer that remembers its open connections, so ``crash`` can drop them all."""
-
-    def initialize(self, *args: Any, **kwargs: Any) -> None:
-        super().initialize(*args, **kwargs)
-        self.open_streams: "weakref.WeakSet" = weakref.WeakSet()
-
-    def handle_stream(self, stream, address) -> None:
-        self.open_streams.add(stream)
-        super().handle_stream(stream, address)
-
-
 class ServerHandle:
     """A running in-process server: ``url``, ``name``, ``port``, ``app``; ``stop()``, ``crash()``.
 
     Use as a context manager to stop it at the end of a ``with`` block.
     """
 
-    def __init__(self, app: ServerApp, server: _TrackingHTTPServer, sockets: list[socket.socket], host: str) -> None:
+    def __init__(self, app: ServerApp, server: BoundedHTTPServer, sockets: list[socket.socket], host: str) -> None:
         self.app = app
         self.name = app.name
         self._server = server
@@ -184,7 +172,13 @@ class ServerHandle:
     @property
     def open_connections(self) -> int:
         """How many TCP connections (HTTP and WebSocket) this server holds right now."""
-        return call(lambda: sum(1 for s in list(self._server.open_streams) if not s.closed()))
+        return call(self._server.open_count)
+
+    @property
+    def bounds(self) -> dict[str, Any]:
+        """What this server refuses before a handler runs (``servers.bounds``): body size, timeouts,
+        connections."""
+        return dict(self._server.bounds)
 
     def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Call ``fn(app, *args)`` on the server loop, e.g. to inspect or change server state."""
@@ -249,6 +243,7 @@ async def _quietly(awaitable: Awaitable[Any]) -> None:
 
 
 _registry: dict[str, ServerHandle] = {}
+_descriptors_raised = False
 
 
 def running() -> dict[str, ServerHandle]:
@@ -262,18 +257,21 @@ def serve(app: ServerApp, *, host: str = "127.0.0.1", port: int = 0, replace: bo
 
     A server already running under the same name is stopped first (``replace=True``), which is
     what makes re-running a notebook cell safe. Returns once the server accepts connections.
+    Every request is bounded before the app sees it (:mod:`servers.bounds`: body size, slow
+    clients, connections), by the app's settings; ``max_body_size`` overrides ``max_body_bytes``.
     """
+    global _descriptors_raised
     old = _registry.get(app.name)
     if old is not None:
         if not replace and old.running:
             raise RuntimeError(f"a server named {app.name!r} is already running at {old.url}")
         old.stop()
+    if not _descriptors_raised:
+        raise_open_file_limit()  # once: every server of this process shares the descriptor table
+        _descriptors_raised = True
 
     async def start() -> ServerHandle:
-        kwargs = {"xheaders": xheaders}
-        if max_body_size is not None:
-            kwargs["max_body_size"] = max_body_size
-        server = _TrackingHTTPServer(app, **kwargs)
+        server = BoundedHTTPServer(app, xheaders=xheaders, bounds=server_bounds(app.settings, max_body_size))
         sockets = tornado.netutil.bind_sockets(port, address=host)
         server.add_sockets(sockets)
         handle = ServerHandle(app, server, sockets, host)

@@ -24,10 +24,20 @@ import sys
 import warnings
 from typing import Any
 
-__all__ = ["PUSH_DEFAULTS", "QRLOGIN_DEFAULTS", "RENAMED", "merge_settings"]
+__all__ = ["SERVER_DEFAULTS", "PUSH_DEFAULTS", "QRLOGIN_DEFAULTS", "RENAMED", "merge_settings"]
+
+#: The bounds every server started by ``servers.runtime.serve`` applies before a handler runs
+#: (``servers.bounds``): apps without a table of their own (balancer, tour) get these.
+SERVER_DEFAULTS: dict[str, Any] = {
+    "max_body_bytes": 64 * 1024,       # a request body over this: 413 too_large, before it is buffered
+    "idle_connection_timeout_s": 60.0,  # a request head not all there this long after the last answer: closed
+    "body_timeout_s": 30.0,             # a request body not all there in this time: closed
+    "max_connections": 25_000,          # open connections (HTTP and WebSocket) beyond this: 503 server_full
+}
 
 #: The push knobs every server shares, with the defaults the feed server uses.
 PUSH_DEFAULTS: dict[str, Any] = {
+    **SERVER_DEFAULTS,
     "sse_retry_ms": 1000,                     # the retry: line: the browser's reconnection delay (its own is ~3 s)
     "sse_heartbeat_s": 15.0,                  # seconds of silence before an SSE comment heartbeat
     "longpoll_max_s": 300.0,                  # the largest ?timeout= a long poll may ask for (400 above)
@@ -41,6 +51,7 @@ QRLOGIN_DEFAULTS: dict[str, Any] = {
     **PUSH_DEFAULTS,
     "websocket_ping_interval": 20,  # a login channel idles for minutes: pings keep NATs open, find dead peers
     "poll_interval_s": 0.5,         # the login page's short-poll interval (its ?interval= overrides it)
+    "outbox_limit": 100,            # messages queued per push channel before it is dropped as too slow
 }
 
 #: Old knob name -> its name now (accepted, with a DeprecationWarning, for one release).
@@ -73,13 +84,15 @@ def merge_settings(defaults: dict[str, Any], given: dict[str, Any], *, owner: st
 
 def _check(settings: dict[str, Any], owner: str) -> None:
     """Refuse, at construction, values that would only fail (or hang) once a client connects."""
-    for name, minimum in (("sse_retry_ms", 0), ("sse_heartbeat_s", 0.01), ("longpoll_max_s", 0)):
+    for name, minimum in (("sse_retry_ms", 0), ("sse_heartbeat_s", 0.01), ("longpoll_max_s", 0),
+                          ("max_body_bytes", 0), ("idle_connection_timeout_s", 0.01), ("body_timeout_s", 0.01),
+                          ("max_connections", 1), ("outbox_limit", 1)):
         if name not in settings:
             continue
         value = settings[name]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= minimum:
             raise ValueError(f"{owner}: the setting {name} must be a number >= {minimum}, not {value!r}")
-        settings[name] = int(value) if name.endswith("_ms") else float(value)
+        settings[name] = float(value) if name.endswith("_s") else int(value)
 
 
 def _caller_stacklevel() -> int:

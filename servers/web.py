@@ -162,10 +162,42 @@ class NotFoundHandler(BaseHandler):
         raise ApiError(404, "not_found", f"No route {self.request.path!r} on this server.")
 
 
+class _TextCheckingProtocol(tornado.websocket.WebSocketProtocol13):
+    """Tornado's protocol, except that a text message that is not UTF-8 is answered with a 1007
+    close (RFC 6455 §5.6 and §8.1: "fail the WebSocket connection", code 1007 "inconsistent data"),
+    where Tornado drops the TCP connection with no close frame (the client sees 1006 and no reason).
+
+    Only uncompressed messages are checked here (no handler of ours negotiates permessage-deflate;
+    a compressed one is decoded by Tornado after inflating, as before). The valid ones are decoded
+    again by Tornado: UTF-8 validation runs in C at memory speed, cheaper than copying its code.
+    ``_handle_message`` and ``_frame_compressed`` are private: tests/test_tornado_private_api.py checks them.
+    """
+
+    def _handle_message(self, opcode: int, data: bytes) -> Any:
+        if opcode == 0x1 and not self._frame_compressed and not self.client_terminated:
+            try:
+                data.decode("utf-8")
+            except UnicodeDecodeError:
+                self.handler.refuse_invalid_text()  # type: ignore[attr-defined]
+                return None
+        return super()._handle_message(opcode, data)
+
+
 class BaseWebSocketHandler(ServedByMixin, tornado.websocket.WebSocketHandler):
-    """Base of every WebSocket handler: ``X-Served-By`` on the 101 and JSON errors before it."""
+    """Base of every WebSocket handler: ``X-Served-By`` on the 101 and JSON errors before it, and
+    a 1007 close (not a dropped connection) for a text message that is not UTF-8."""
 
     write_error = BaseHandler.write_error
+
+    def get_websocket_protocol(self) -> Any:
+        protocol = super().get_websocket_protocol()
+        if type(protocol) is tornado.websocket.WebSocketProtocol13:
+            protocol.__class__ = _TextCheckingProtocol  # the same object, one method more (no state of its own)
+        return protocol
+
+    def refuse_invalid_text(self) -> None:
+        """A text message was not UTF-8: close with 1007 (a STOMP session sends an ERROR first)."""
+        self.close(1007, "a text message must be valid UTF-8 (RFC 6455); send other bytes in a binary message")
 
     # Tornado refuses a bad upgrade itself with a plain-text body (403 "Cross origin websockets
     # not allowed", 400 not an upgrade, 426 wrong version); the contract wants JSON errors.

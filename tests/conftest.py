@@ -75,6 +75,42 @@ def _stop_servers():
     servers.stop_all()
 
 
+# Children that live as long as their parent by design, whoever started them (Python's own).
+_HELPERS = ("multiprocessing.resource_tracker", "multiprocessing.forkserver", "multiprocessing.semaphore_tracker")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_child_process_left_behind():
+    """The session leaves no process behind: at its end, after every server, cluster and Redis is
+    stopped, no child of this process (at any depth) may still run. A leak fails the session with
+    each leftover's command line (a redis-server, an nginx, a kernel...), then is killed."""
+    yield
+    import psutil
+
+    from servers.redisproc import stop_started
+
+    servers.stop_all()
+    stop_started()
+    me = psutil.Process()
+    children = []
+    for child in me.children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE and not any(h in " ".join(child.cmdline()) for h in _HELPERS):
+                children.append(child)
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(children, timeout=10)  # a stop just sent may still be under way
+    if alive:
+        lines = []
+        for child in alive:
+            try:
+                lines.append(f"  pid {child.pid}: {' '.join(child.cmdline()) or child.name()}")
+                child.kill()
+            except psutil.Error:
+                pass
+        pytest.fail("the test session left child processes behind:\n" + "\n".join(lines), pytrace=False)
+
+
 def fill_a_stalled_socket(app) -> int:
     """Publish, in one loop turn, one event larger than the kernel's socket buffers (the write to a
     client that reads nothing waits), then 9 small ones: with ``outbox_limit=3``, 3 wait in the

@@ -7,7 +7,9 @@ import pytest
 import requests
 
 from servers.clients.feed import wait_until
-from servers.feed.app import start_feed
+from servers.clients.sse import SSEStream
+from servers.feed.app import make_feed_app, start_feed
+from servers.runtime import serve
 from servers.wire.sse import SSEParser
 
 from tests.conftest import fill_a_stalled_socket
@@ -151,7 +153,9 @@ def test_gap_is_a_named_event_without_id():
         reader = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": "1"})
         try:
             gap, first, second = reader.events(3)
-            assert gap.event == "gap" and json.loads(gap.data) == {"missed": {"from": 2, "to": 3}}
+            epoch = feed.call(lambda app: app.buffer.epoch)
+            assert gap.event == "gap" and json.loads(gap.data) == {"missed": {"from": 2, "to": 3}, "first": 4,
+                                                                   "epoch": epoch}
             assert b"event: gap\ndata: " in reader.raw and gap.id == ""  # no id: line, the cursor stays
             assert (first.id, second.id) == ("4", "5")
         finally:
@@ -223,3 +227,75 @@ def test_a_burst_to_a_reading_client_is_not_slowness():
             assert [e.id for e in reader.events(10)] == [str(i) for i in range(1, 11)]
         finally:
             reader.close()
+
+
+# -- a resume point from before a restart: a reset gap, never ids silently going backwards ----------
+
+
+def restarted(feed, **settings):
+    """The feed run again on the same port (a new process would do the same): a new buffer, with
+    another epoch, whose seqs start again at 1."""
+    port, name = feed.port, feed.app.name
+    feed.stop()
+    return serve(make_feed_app(name=name, **settings), port=port)
+
+
+def test_resume_from_before_a_restart_starts_with_a_reset_gap(feed):
+    for i in range(8):
+        publish(feed, f"old {i}")
+    old_epoch = feed.call(lambda app: app.buffer.epoch)
+    feed = restarted(feed)
+    publish(feed, "new 1")
+    publish(feed, "new 2")
+    reader = Reader(feed.url + "/feed/sse", headers={"Last-Event-ID": "8"})
+    try:
+        gap, first, second = reader.events(3)
+    finally:
+        reader.close()
+    epoch = feed.call(lambda app: app.buffer.epoch)
+    assert epoch != old_epoch and reader.response.headers["X-Feed-Epoch"] == epoch
+    assert (gap.event, gap.id) == ("gap", ""), "a named event without id: it does not move Last-Event-ID"
+    assert json.loads(gap.data) == {"missed": None, "first": 1, "epoch": epoch, "reset": True}
+    assert [(e.id, json.loads(e.data)["data"]) for e in (first, second)] == [("1", "new 1"), ("2", "new 2")]
+
+
+def test_the_epoch_catches_a_restarted_feed_already_past_the_old_id(feed):
+    """Ten events after the restart: id 8 exists again, but it is not the 8 the client saw. With
+    ``?epoch=`` naming the old run, the server knows; with its own epoch, id 8 is honoured."""
+    old_epoch = feed.call(lambda app: app.buffer.epoch)
+    feed = restarted(feed, buffer_size=5)
+    for i in range(10):
+        publish(feed, i)
+    reader = Reader(f"{feed.url}/feed/sse?epoch={old_epoch}", headers={"Last-Event-ID": "8"})
+    try:
+        gap, first = reader.events(2)
+    finally:
+        reader.close()
+    notice = json.loads(gap.data)
+    assert notice["reset"] is True and notice["missed"] == {"from": 1, "to": 5} and notice["first"] == 6
+    assert first.id == "6"
+    same = Reader(f"{feed.url}/feed/sse?epoch={notice['epoch']}", headers={"Last-Event-ID": "8"})
+    try:
+        assert same.next_event().id == "9", "this run's own id 8: resumed, no gap"
+    finally:
+        same.close()
+
+
+def test_the_python_client_carries_the_epoch_across_a_restart():
+    feed = start_feed(name="feed-sse-restart", sse_retry_ms=20)
+    stream = SSEStream(feed, last_event_id=0, read_timeout=10)
+    try:
+        for i in range(3):
+            publish(feed, i)
+        events = iter(stream)
+        assert [next(events)["seq"] for _ in range(3)] == [1, 2, 3]
+        old_epoch = stream.epoch
+        feed = restarted(feed, sse_retry_ms=20)
+        for i in range(5):  # past id 3 before the client is back, perhaps: only the epoch tells
+            publish(feed, f"new {i}")
+        gap = next(events)
+        assert gap["type"] == "gap" and gap["reset"] is True and gap["first"] == 1, gap
+        assert [next(events)["data"] for _ in range(5)] == [f"new {i}" for i in range(5)]
+        assert stream.epoch != old_epoch and stream.reconnects >= 1
+    finally:
+        stream.close()

@@ -32,6 +32,11 @@ class Echo:
         raise RuntimeError("handler exploded")
 
 
+def _bytes(message: str | bytes) -> bytes:
+    """A WebSocket message's bytes: a text message as UTF-8, a binary one as it is."""
+    return message if isinstance(message, bytes) else message.encode()
+
+
 class Stomp:
     """A raw STOMP session: frames encoded and parsed by servers.wire, sent over `websockets`."""
 
@@ -48,7 +53,7 @@ class Stomp:
 
     def recv(self):
         while not self.frames:
-            self.frames += self.parser.feed(self.ws.recv(timeout=5).encode())
+            self.frames += self.parser.feed(_bytes(self.ws.recv(timeout=5)))
         return self.frames.pop(0)
 
     def connect(self, **headers):
@@ -62,7 +67,7 @@ class Stomp:
         assert frame.command == "ERROR", frame
         with pytest.raises(ConnectionClosed) as info:
             while True:
-                self.frames += self.parser.feed(self.ws.recv(timeout=5).encode())
+                self.frames += self.parser.feed(_bytes(self.ws.recv(timeout=5)))
         return frame, info.value.rcvd.code
 
     def close(self):
@@ -144,6 +149,7 @@ def test_unsupported_version_is_an_error(stomp):
     stomp.send("CONNECT", {"accept-version": "2.0"})
     error, _ = stomp.expect_error_then_close()
     assert "version" in error.headers["message"] and b"1.2" in error.body
+    assert error.headers["version"] == "1.0,1.1,1.2", "the spec: the ERROR lists the versions the server speaks"
 
 
 def test_frame_before_connect_is_an_error(stomp):
@@ -231,7 +237,13 @@ def test_controller_added_at_runtime(feed, stomp):
     ("SUBSCRIBE", {"destination": "/app/x", "id": "1"}, "unknown destination"),
     ("SUBSCRIBE", {"destination": "/topic/x"}, "missing header"),
     ("SEND", {}, "missing header"),
-    ("BEGIN", {"transaction": "t"}, "not supported"),
+    ("BEGIN", {}, "missing header"),
+    ("COMMIT", {"transaction": "never-begun"}, "unknown transaction"),
+    ("SEND", {"destination": "/topic/a", "transaction": "never-begun"}, "unknown transaction"),
+    ("ACK", {"id": "12345"}, "unknown ack id"),
+    ("NACK", {}, "missing header"),
+    ("SUBSCRIBE", {"destination": "/topic/x", "id": "1", "ack": "sometimes"}, "bad ack mode"),
+    ("MESSAGE", {"destination": "/topic/x"}, "not supported"),
     ("SEND", {"destination": "/app/boom"}, "handler failed"),
 ])
 def test_bad_frames_get_error_then_close(stomp, command, headers, message):
@@ -289,3 +301,171 @@ def test_sessions_cleaned_up_on_disconnect(feed):
     while feed.call(lambda app: app.stats()["stomp"]) and time.monotonic() < deadline:
         time.sleep(0.005)
     assert feed.call(lambda app: app.stats()["stomp"]) == 0
+
+
+# -- STOMP 1.2 to the letter: bodies of any bytes, ack modes, transactions ---------------------------
+
+
+BINARY = bytes(range(256)) + b"\x00\xff\xfe\x00"  # every byte value, NULs and invalid UTF-8 included
+
+
+def test_a_body_of_any_bytes_travels_intact_and_the_next_frame_too(feed, stomp):
+    """Not UTF-8: sent as a binary WebSocket message, byte for byte (content-length counts the NULs),
+    and the frame after it arrives whole - a text message would have replaced bytes and broken it."""
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/bin", "id": "1", "receipt": "r"})
+    assert stomp.recv().command == "RECEIPT"
+    stomp.ws.send(encode_frame(Frame("SEND", {"destination": "/topic/bin"}, BINARY)))
+    stomp.send("SEND", {"destination": "/topic/bin"}, b"after")
+    raw = [stomp.ws.recv(timeout=5), stomp.ws.recv(timeout=5)]
+    assert [type(m) for m in raw] == [bytes, str], "a body of other bytes in a binary message, text in a text one"
+    frames = StompParser().feed(raw[0] + raw[1].encode())
+    assert [f.body for f in frames] == [BINARY, b"after"]
+    assert frames[0].headers["content-length"] == str(len(BINARY))
+
+
+def test_the_feed_topic_refuses_a_body_that_is_not_utf8(stomp):
+    stomp.connect()
+    stomp.ws.send(encode_frame(Frame("SEND", {"destination": "/topic/feed"}, b"\xff\xfe")))
+    error, code = stomp.expect_error_then_close()
+    assert error.headers["message"] == "body not text" and code == 1003
+
+
+def test_only_send_may_carry_a_body(stomp):
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/a", "id": "1"}, b"a body")
+    error, _ = stomp.expect_error_then_close()
+    assert error.headers["message"] == "unexpected body"
+
+
+def test_a_repeated_header_keeps_its_first_value(feed, stomp):
+    stomp.connect()
+    stomp.send("SUBSCRIBE", {"destination": "/topic/first", "id": "1", "receipt": "r"})
+    assert stomp.recv().command == "RECEIPT"
+    stomp.send_raw("SEND\ndestination:/topic/first\ndestination:/topic/second\ncontent-type:text/plain\n"
+                   "content-type:application/json\n\nx\x00")
+    message = stomp.recv()
+    assert message.headers["destination"] == "/topic/first" and message.headers["content-type"] == "text/plain"
+
+
+def test_connect_headers_are_not_unescaped(stomp):
+    """In CONNECT a backslash is just a backslash: ``\\t`` there is no undefined escape (fatal
+    elsewhere), and the CONNECTED frame comes back unescaped too."""
+    stomp.send_raw("CONNECT\naccept-version:1.2\nhost:/\nlogin:a\\tb:c\n\n\x00")
+    connected = stomp.recv()
+    assert connected.command == "CONNECTED" and ":" not in connected.headers["session"]
+
+
+def subscribe(stomp, destination, sub_id, ack):
+    stomp.send("SUBSCRIBE", {"destination": destination, "id": sub_id, "ack": ack, "receipt": f"sub-{sub_id}"})
+    assert stomp.recv().headers["receipt-id"] == f"sub-{sub_id}"
+
+
+def publish_three(stomp, destination):
+    for body in (b"one", b"two", b"three"):
+        stomp.send("SEND", {"destination": destination}, body)
+    return [stomp.recv() for _ in range(3)]
+
+
+def test_auto_subscriptions_have_no_ack_header(feed, stomp):
+    stomp.connect()
+    subscribe(stomp, "/topic/auto", "1", "auto")
+    assert all("ack" not in m.headers for m in publish_three(stomp, "/topic/auto"))
+
+
+def test_client_individual_ack_and_nack_with_one_redelivery(feed, stomp):
+    stomp.connect()
+    subscribe(stomp, "/topic/ci", "1", "client-individual")
+    one, two, three = publish_three(stomp, "/topic/ci")
+    assert len({one.headers["ack"], two.headers["ack"], three.headers["ack"]}) == 3, "each MESSAGE has its ack id"
+    stomp.send("ACK", {"id": two.headers["ack"]})
+    stomp.send("NACK", {"id": one.headers["ack"]})  # delivered again, once
+    again = stomp.recv()
+    assert (again.body, again.headers["redelivered"], again.headers["message-id"]) == (
+        b"one", "true", one.headers["message-id"])
+    stomp.send("NACK", {"id": again.headers["ack"]})  # NACKed twice: discarded
+    stomp.send("ACK", {"id": three.headers["ack"], "receipt": "done"})
+    assert stomp.recv().headers["receipt-id"] == "done", "nothing more was delivered"
+    assert feed.call(lambda app: dict(app.stomp.stats)) == {"acked": 2, "nacked": 2, "redelivered": 1, "discarded": 1}
+    stomp.send("ACK", {"id": two.headers["ack"]})  # already acknowledged
+    error, _ = stomp.expect_error_then_close()
+    assert error.headers["message"] == "unknown ack id"
+
+
+def test_client_acks_are_cumulative_per_subscription(feed, stomp):
+    stomp.connect()
+    subscribe(stomp, "/topic/c", "c", "client")
+    subscribe(stomp, "/topic/other", "o", "client")
+    stomp.send("SEND", {"destination": "/topic/other"}, b"other")
+    other = stomp.recv()
+    one, two, three = publish_three(stomp, "/topic/c")
+    stomp.send("ACK", {"id": two.headers["ack"], "receipt": "r"})
+    assert stomp.recv().headers["receipt-id"] == "r"
+    assert feed.call(lambda app: app.stomp.stats["acked"]) == 2, "one and two, not the other subscription's"
+    stomp.send("NACK", {"id": three.headers["ack"]})
+    assert stomp.recv().body == b"three", "client NACK: redelivered"
+    stomp.send("ACK", {"id": other.headers["ack"], "receipt": "r2"})
+    assert stomp.recv().headers["receipt-id"] == "r2"
+    stomp.send("ACK", {"id": one.headers["ack"]})  # covered by the cumulative ACK of two
+    error, _ = stomp.expect_error_then_close()
+    assert error.headers["message"] == "unknown ack id"
+
+
+def test_unacknowledged_messages_are_discarded_when_the_client_leaves(feed):
+    session = Stomp(feed.ws_url + "/stomp")
+    session.connect()
+    subscribe(session, "/topic/left", "1", "client")
+    publish_three(session, "/topic/left")
+    session.send("DISCONNECT", {"receipt": "bye"})
+    assert session.recv().headers["receipt-id"] == "bye"
+    assert feed.call(lambda app: app.stomp.stats["discarded"]) == 3
+
+
+def test_stomp_1_1_acknowledges_by_message_id(feed):
+    session = Stomp(feed.ws_url + "/stomp", subprotocols=("v11.stomp",))
+    try:
+        session.send("CONNECT", {"accept-version": "1.1", "host": "/"})
+        assert session.recv().headers["version"] == "1.1"
+        subscribe(session, "/topic/v11", "1", "client-individual")
+        session.send("SEND", {"destination": "/topic/v11"}, b"x")
+        message = session.recv()
+        session.send("ACK", {"message-id": message.headers["message-id"], "subscription": "1", "receipt": "r"})
+        assert session.recv().headers["receipt-id"] == "r"
+        assert feed.call(lambda app: app.stomp.stats["acked"]) == 1
+    finally:
+        session.close()
+
+
+def test_transactions_hold_sends_and_acks_until_commit(feed, stomp):
+    stomp.connect()
+    subscribe(stomp, "/topic/tx", "1", "client-individual")
+    stomp.send("BEGIN", {"transaction": "t1"})
+    stomp.send("SEND", {"destination": "/topic/tx", "transaction": "t1"}, b"held")
+    stomp.send("SEND", {"destination": "/topic/tx"}, b"outside")
+    outside = stomp.recv()
+    assert outside.body == b"outside", "the transaction's SEND waits for COMMIT"
+    stomp.send("ACK", {"id": outside.headers["ack"], "transaction": "t1"})
+    stomp.send("COMMIT", {"transaction": "t1"})
+    held = stomp.recv()
+    assert held.body == b"held"
+    assert feed.call(lambda app: app.stomp.stats["acked"]) == 1, "the ACK ran at COMMIT"
+    stomp.send("BEGIN", {"transaction": "t2"})
+    stomp.send("ACK", {"id": held.headers["ack"], "transaction": "t2"})
+    stomp.send("SEND", {"destination": "/topic/tx", "transaction": "t2"}, b"aborted")
+    stomp.send("ABORT", {"transaction": "t2", "receipt": "aborted"})
+    assert stomp.recv().headers["receipt-id"] == "aborted", "ABORT drops the SEND"
+    assert feed.call(lambda app: app.stomp.stats["acked"]) == 1, "... and the ACK"
+    stomp.send("ACK", {"id": held.headers["ack"], "receipt": "r"})  # still awaiting its ACK
+    assert stomp.recv().headers["receipt-id"] == "r"
+    stomp.send("BEGIN", {"transaction": "t3"})
+    stomp.send("BEGIN", {"transaction": "t3"})
+    error, _ = stomp.expect_error_then_close()
+    assert error.headers["message"] == "duplicate transaction"
+
+
+def test_a_frame_held_in_a_transaction_is_checked_when_it_arrives(stomp):
+    stomp.connect()
+    stomp.send("BEGIN", {"transaction": "t"})
+    stomp.send("ACK", {"transaction": "t"})  # no id: refused now, not at COMMIT
+    error, _ = stomp.expect_error_then_close()
+    assert error.headers["message"] == "missing header" and b"'id'" in error.body

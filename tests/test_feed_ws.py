@@ -137,8 +137,33 @@ def test_gap_notice_when_replay_reaches_past_the_buffer():
             feed.call(lambda app: app.publish(i))
         with connect(feed.ws_url + "/feed/ws") as ws:
             ws.send(json.dumps({"after": 0}))
-            assert recv(ws) == {"type": "gap", "missed": {"from": 1, "to": 2}}
+            epoch = feed.call(lambda app: app.buffer.epoch)
+            assert recv(ws) == {"type": "gap", "missed": {"from": 1, "to": 2}, "first": 3, "epoch": epoch}
             assert [recv(ws)["seq"] for _ in range(2)] == [3, 4]
+
+
+def test_replay_from_before_a_restart_is_a_reset_gap(feed):
+    """``{"after": 8}`` to a feed that restarted (its seqs are at 2): a gap notice with ``reset``, then
+    this run's events; and an ``epoch`` naming another run is a reset even where the seq exists."""
+    for i in range(8):
+        feed.call(lambda app: app.publish(i))
+    feed.stop()
+    with start_feed(name="feed-ws-restarted") as again:
+        for i in range(2):
+            again.call(lambda app: app.publish(f"new {i}"))
+        epoch = again.call(lambda app: app.buffer.epoch)
+        with connect(again.ws_url + "/feed/ws") as ws:
+            ws.send(json.dumps({"after": 8}))
+            assert recv(ws) == {"type": "gap", "missed": None, "first": 1, "epoch": epoch, "reset": True}
+            assert [recv(ws)["seq"] for _ in range(2)] == [1, 2]
+            ws.send(json.dumps({"after": 1, "epoch": "an-old-run"}))
+            assert recv(ws)["reset"] is True and [recv(ws)["seq"] for _ in range(2)] == [1, 2]
+            ws.send(json.dumps({"after": 1, "epoch": epoch}))
+            assert recv(ws)["seq"] == 2, "this run's own seq: replayed, no gap"
+            ws.send(json.dumps({"after": 1, "epoch": 7}))
+            assert recv(ws)["error"] == "bad_message"
+        with connect(again.ws_url + f"/feed/ws?after=1&epoch={epoch}x") as ws:
+            assert recv(ws)["reset"] is True
 
 
 def test_subscriber_removed_on_disconnect(feed):

@@ -19,7 +19,9 @@ from servers import runtime
 from servers.clients.qr import (TRANSPORTS, AsyncBrowser, AsyncPhone, QRError, SSEChannel, WSChannel,
                                 login_many)
 from servers.cluster import start_cluster
+from servers.clients.qr.raw import RawGet
 from servers.qrlogin.app import start_qrlogin
+from servers.qrlogin.fixes import streams
 from servers.redisproc import start_redis
 
 from tests.conftest import nginx_path
@@ -330,7 +332,7 @@ def test_browser_server_crashes_mid_login_and_resumes_on_another(redis_url, tran
         assert followers == {}, f"the crashed server must not keep following streams: {followers}"
 
 
-def test_stop_ends_every_follow_loop(pair):
+def test_stop_ends_the_follower(pair):
     a, _ = pair()
 
     async def open_channels():
@@ -338,10 +340,11 @@ def test_stop_ends_every_follow_loop(pair):
         return [await browser.open_channel((await browser.create_ticket())["ticket"]) for _ in range(3)]
 
     channels = runtime.run(open_channels())
-    tasks = a.call(lambda app: list(app.push.followers.values()))
-    assert len(tasks) == 3, "one follow loop per ticket held on A"
+    followed, follower = a.call(lambda app: (sorted(app.push.followers), app.push.follower))
+    assert sorted(c.ticket for c in channels) == followed, "every ticket held on A is followed"
+    assert follower is not None and not follower.done(), "by one follower task"
     a.stop()
-    assert all(task.done() for task in tasks), "stop() must end the follow loops"
+    assert follower.done(), "stop() must end the follower"
     for channel in channels:
         runtime.run(channel.close())
 
@@ -481,3 +484,196 @@ def test_a_local_publish_never_skips_ahead_of_the_channel(pair):
 
     skipped, got = runtime.run(scenario())
     assert skipped == [] and got == [2, 3]
+
+
+# -- one follower per server, however many tickets it follows ---------------------------------------
+
+
+async def _follow_many(a, b, count: int) -> tuple[dict[str, list[int]], int, int]:
+    """``count`` new tickets, each subscribed to on A (as a channel does), each scanned through B's
+    store with no publish from B: only A's follower can bring the change. Returns the versions each
+    subscription received, how many connections A has open to Redis once all arrived (subscriptions
+    still open), and A's Redis errors."""
+    store, hub = b.app.tickets, a.app.push
+    tickets = [(await store.create(bind_secret="s", ip="127.0.0.1", ua="test", scan_url_for=str, created_by="B")).id
+               for _ in range(count)]
+    got: dict[str, list[int]] = {ticket: [] for ticket in tickets}
+    everyone = asyncio.get_running_loop().create_future()
+
+    def receiver(ticket):
+        def on_event(event):
+            got[ticket].append(event["version"])
+            if all(got.values()) and not everyone.done():
+                everyone.set_result(None)
+        return on_event
+
+    subs = [hub.subscribe(ticket, receiver(ticket), after=1) for ticket in tickets]
+    try:
+        assert len(hub.followers) >= count and not hub.follower.done()
+        for ticket in tickets:
+            await store.transition(ticket, ("pending",), "scanned", set_fields={"user": "alice"})
+        await asyncio.wait([everyone], timeout=20)  # the assertions say how many got theirs
+        clients = await b.app.redis.client_list()  # B's pool: counting must not open one of A's
+        return got, sum(1 for c in clients if c.get("name") == "streams-scale-A"), hub.stats["redis_errors"]
+    finally:
+        for sub in subs:
+            sub.close()
+
+
+def test_one_follower_serves_hundreds_of_tickets_on_a_small_pool(redis_url):
+    """A follows 300 tickets with a Redis pool of 8 connections: every subscription gets its change,
+    and A holds as few connections at 300 tickets as at 30 (one XREAD names every stream). With a
+    connection per followed ticket, 292 of them never got one ("Too many connections")."""
+    pool = 8
+    a = start_qrlogin("A", fix=FIX, redis_url=f"{redis_url}?max_connections={pool}&client_name=streams-scale-A")
+    b = start_qrlogin("B", fix=FIX, redis_url=redis_url)
+    got_few, clients_few, _ = runtime.run(_follow_many(a, b, 30), timeout=60)
+    got_many, clients_many, errors = runtime.run(_follow_many(a, b, 300), timeout=60)
+    for got in (got_few, got_many):
+        missing = sum(1 for versions in got.values() if versions != [2])
+        assert missing == 0, f"{missing} of {len(got)} subscriptions did not get version 2 (once)"
+    assert errors == 0, "no Redis call of A may fail for want of a connection"
+    assert clients_few <= 3 and clients_many <= 3, (
+        f"A's connections to Redis (CLIENT LIST): {clients_few} at 30 tickets, {clients_many} at 300; "
+        "the follower needs one, however many tickets it reads")
+    assert a.call(lambda app: sum(1 for t in app.push.tasks if t.get_name().endswith("streams-follow"))) == 1
+
+
+def test_a_newly_followed_ticket_is_read_while_the_follower_is_blocked(pair, monkeypatch):
+    """The follower is blocked in an XREAD that does not name the new ticket - here for ever
+    (``BLOCK 0``), so no timeout can save it: following the ticket must wake that XREAD, and the
+    change made right after arrives."""
+    monkeypatch.setattr(streams, "FOLLOW_BLOCK_MS", 0)
+    a, b = pair()
+
+    async def scenario():
+        hub = a.app.push
+        browser, phone = AsyncBrowser(a.url, "sse"), AsyncPhone(b.url)
+        first = await browser.open_channel((await browser.create_ticket())["ticket"])
+        await hub.wait_until(lambda: hub._reading)  # blocked, naming the first ticket only
+        second = await browser.open_channel((await browser.create_ticket())["ticket"])
+        await phone.login()
+        await phone.scan(second.ticket)
+        seen = await second.wait_for("scanned", timeout=5)
+        await first.close()
+        await second.close()
+        return seen["state"], hub.stats["redis_errors"]
+
+    assert runtime.run(scenario()) == ("scanned", 0)
+
+
+# -- a resume the log cannot honour is said, never silent ---------------------------------------
+
+
+async def _resume_after_loss(a, b, redis_server, transport: str, after: int, drop_log: bool):
+    """A login to 'confirmed' with no channel open, the log then deleted (as if expired) or kept;
+    a browser then resumes after version ``after``. Returns the resumed channel once it has
+    'confirmed', and what the raw SSE wire said (for SSE)."""
+    browser, phone = AsyncBrowser(a.url, transport), AsyncPhone(b.url)
+    ticket = (await browser.create_ticket())["ticket"]
+    await phone.login()
+    await phone.scan(ticket)
+    await phone.confirm(ticket)
+    if drop_log:
+        redis_server.client().delete(f"qr:stream:{ticket}")
+    channel = await open_recording(browser, ticket, transport, after=after)
+    await channel.wait_for("confirmed", timeout=5)
+    if channel.gaps:
+        await asyncio.wait_for(channel._reload, 5)  # the browser reloaded the state
+    await channel.close()
+    return channel
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_resume_the_log_no_longer_has_starts_with_a_gap_notice(pair, redis_server, transport):
+    a, b = pair()
+    channel = runtime.run(_resume_after_loss(a, b, redis_server, transport, after=1, drop_log=True))
+    assert len(channel.gaps) == 1, f"one gap notice: {channel.gaps}"
+    gap = {k: v for k, v in channel.gaps[0].items() if k != "received_at"}
+    assert gap == {"type": "gap", "ticket": channel.ticket, "missed": {"from": 2, "to": 2}, "first": 3}, gap
+    shown = [(event["version"], event["state"]) for event in channel.events]
+    assert channel.raw[:1] == [(3, "confirmed")] and shown == [(3, "confirmed")], (channel.raw, shown)
+    assert channel.reloads == 1, "the browser reloads the state once"
+    assert a.call(lambda app: app.push.stats["not_recovered"]) == 1
+
+
+@pytest.mark.parametrize("transport", ["sse", "ws"])
+def test_a_recovered_resume_has_no_gap_notice(pair, redis_server, transport):
+    a, b = pair()
+    channel = runtime.run(_resume_after_loss(a, b, redis_server, transport, after=1, drop_log=False))
+    assert channel.gaps == [] and channel.reloads == 0
+    assert channel.raw == [(2, "scanned"), (3, "confirmed")], channel.raw
+
+
+def test_a_resume_id_the_ticket_never_reached_is_a_reset(pair, redis_server):
+    """``Last-Event-ID: 9`` for a ticket at version 3: not one of this store's ids. The channel is
+    told (``reset``) and gets the current state, though its version is below the id it sent."""
+    a, b = pair()
+    channel = runtime.run(_resume_after_loss(a, b, redis_server, "sse", after=9, drop_log=False))
+    gap = {k: v for k, v in channel.gaps[0].items() if k != "received_at"}
+    assert gap == {"type": "gap", "ticket": channel.ticket, "missed": None, "first": 3, "reset": True}, gap
+    assert channel.raw[:1] == [(3, "confirmed")] and [e["version"] for e in channel.events] == [3]
+
+
+def test_the_gap_notice_on_the_sse_wire_is_a_named_event_without_id(pair, redis_server):
+    """Written as ``event: gap`` with no ``id:`` line, so an EventSource's Last-Event-ID stays put."""
+    a, b = pair()
+
+    async def scenario():
+        browser, phone = AsyncBrowser(a.url, "sse"), AsyncPhone(b.url)
+        ticket = (await browser.create_ticket())["ticket"]
+        await phone.login()
+        await phone.scan(ticket)
+        await phone.confirm(ticket)
+        redis_server.client().delete(f"qr:stream:{ticket}")
+        request = RawGet(browser, f"/api/tickets/{ticket}/events", {"Accept": "text/event-stream",
+                                                                      "Last-Event-ID": "1"})
+        await request.start()
+        received = b""
+        async for data in request.chunks():
+            received += data
+            if b"confirmed" in received:
+                break
+        request.close()
+        return received.decode()
+
+    text = runtime.run(scenario())
+    gap = text.split("event: gap\n", 1)[1].split("\n\n", 1)[0]
+    assert gap.startswith("data: {") and "id:" not in gap, text
+    assert json.loads(gap[len("data: "):])["missed"] == {"from": 2, "to": 2}
+    assert text.index("event: gap") < text.index("id: 3"), text
+
+
+@pytest.mark.browser
+def test_chromium_login_page_reloads_the_state_after_a_gap(redis_url, redis_server, page):
+    """The page's EventSource loses its server (stopped); while it is away the phone scans and
+    confirms, and the ticket's log is lost. Its reconnect (``Last-Event-ID: 1``, held until then)
+    reaches the restarted server, which cannot replay version 2: the page gets the gap event,
+    reloads the state, and still logs in."""
+    from servers.clients.qr import Phone
+    from servers.qrlogin.app import make_qrlogin_app
+    from servers.runtime import serve
+
+    a = start_qrlogin("A", fix=FIX, redis_url=redis_url, sse_retry_ms=200)
+    page.goto(f"{a.url}/login?transport=sse")
+    page.wait_for_function("document.getElementById('log').textContent.includes('sse: pending (version 1)')",
+                           timeout=15000)
+    ticket = page.text_content("#ticket")
+    held = []
+    page.route("**/events", lambda route: held.append(route))  # the reconnect waits here
+    port = a.port
+    with page.expect_request("**/events", timeout=15000):
+        a.stop()
+    a = serve(make_qrlogin_app("A", FIX, redis_url, sse_retry_ms=200), port=port)
+    phone = Phone(a.url)
+    phone.login()
+    phone.scan(ticket)
+    phone.confirm(ticket)
+    redis_server.client().delete(f"qr:stream:{ticket}")  # as if the log had expired
+    page.unroute("**/events")
+    for route in held:
+        route.continue_()
+    page.wait_for_selector('#status[data-state="logged-in"]', timeout=15000)
+    log = page.text_content("#log")
+    assert 'sse: gap {"from":2,"to":2}, reloading the state' in log, log
+    assert "confirmed (version 3)" in log, log

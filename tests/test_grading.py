@@ -6,6 +6,7 @@ handling.
 from __future__ import annotations
 
 import copy
+import csv
 import json
 import re
 import subprocess
@@ -16,7 +17,7 @@ import nbformat
 import pytest
 
 from grading import nbgrader_compat
-from grading.batch import discover
+from grading.batch import discover, feedback_markdown, grade_class, write_gradebook
 from grading.generate import generate, render
 from grading.notebook import (grade_id, is_solution, is_test, merge_submission, questions, read_notebook,
                               read_submission)
@@ -73,8 +74,8 @@ def test_exercise_has_stubs_no_solutions_no_hidden_tests_no_outputs(source):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert cell.outputs == [] and cell.execution_count is None
-        if is_solution(cell):
-            assert "raise NotImplementedError()" in cell.source
+        if is_solution(cell):  # a written answer's stub is nbgrader's text stub
+            assert ("raise NotImplementedError()" if cell.cell_type == "code" else "YOUR ANSWER HERE") in cell.source
         if is_test(cell):
             assert cell.metadata["editable"] is False and cell.metadata["deletable"] is False
 
@@ -155,12 +156,15 @@ def test_unreadable_submissions_say_why(tmp_path):
 
 def test_questions_know_their_title_points_and_solution_cells():
     asked = questions(read_notebook(OURS[1]))
-    assert [(q.grade_id, q.points, q.solution_ids) for q in asked] == [
-        ("ws_accept_key_tests", 3.0, ["ws_accept_key"]),
-        ("ws_frame_header_tests", 4.0, ["ws_frame_header"]),
-        ("ws_overhead_tests", 3.0, ["ws_overhead"]),
+    assert [(q.grade_id, q.points, q.solution_ids, q.written) for q in asked] == [
+        ("ws_accept_key_tests", 3.0, ["ws_accept_key"], False),
+        ("ws_frame_header_tests", 2.0, ["ws_frame_header"], False),
+        ("ws_frame_header_length_tests", 2.0, ["ws_frame_header"], False),  # the question's second concept
+        ("ws_overhead_tests", 3.0, ["ws_overhead"], False),
+        ("ws_written_masking", 2.0, ["ws_written_masking"], True),
     ]
     assert "Sec-WebSocket-Accept" in asked[0].title
+    assert "why does only the client mask" in asked[-1].title, "a written answer's own text is no heading"
 
 
 def test_discover_understands_the_three_layouts(tmp_path):
@@ -204,7 +208,53 @@ def test_self_check_gives_the_stub_zero_with_reasons(source, capsys):
     assert re.search(r": 0 / \d+ points", result.stdout)
     asked = questions(read_notebook(source))
     assert result.stdout.count("why:  not answered yet") == len(asked)
-    assert result.stdout.count("hint: Replace `raise NotImplementedError()`") == len(asked)
+    coded = [q for q in asked if not q.written]
+    assert result.stdout.count("hint: Replace `raise NotImplementedError()`") == len(coded)
+    assert result.stdout.count("hint: replace it with your answer") == len(asked) - len(coded)
+
+
+def _graded(gid: str, *, solution: bool = False, grade: bool = False, points: float = 0) -> dict:
+    meta = {"grade": grade, "grade_id": gid, "locked": not solution, "schema_version": 3, "solution": solution}
+    return {"nbgrader": {**meta, "points": points} if grade else meta}
+
+
+@pytest.mark.notebook
+def test_a_written_answer_waits_for_a_person_and_never_scores_zero(tmp_path, capsys):
+    """nbgrader's rule for a manually graded answer: answered, it waits for a person (blank, not 0); unanswered, 0."""
+    source = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("# A tiny exercise\n\n**Total: 3 points**"),
+        nbformat.v4.new_code_cell("### BEGIN SOLUTION\nANSWER = 42\n### END SOLUTION", metadata=_graded("answer", solution=True)),
+        nbformat.v4.new_code_cell("assert ANSWER == 42", metadata=_graded("answer_tests", grade=True, points=1)),
+        nbformat.v4.new_markdown_cell("## Why 42?"),
+        nbformat.v4.new_markdown_cell("### BEGIN SOLUTION\nBecause.\n### END SOLUTION",
+                                      metadata=_graded("why", solution=True, grade=True, points=2))])
+    (tmp_path / "solutions").mkdir()
+    source_path = tmp_path / "solutions" / "tiny.ipynb"
+    nbformat.write(source, str(source_path))
+    assert [(q.grade_id, q.written, q.title) for q in questions(source)] == [
+        ("answer_tests", False, "A tiny exercise"), ("why", True, "Why 42?")]
+    released = nbgrader_compat.release_version(source)
+    class_dir = tmp_path / "class"
+    class_dir.mkdir()
+    nbformat.write(released, str(class_dir / "stub.ipynb"))
+    answered = copy.deepcopy(released)
+    answered.cells[1].source, answered.cells[4].source = "ANSWER = 6 * 7", "Because it is 6 times 7."
+    nbformat.write(answered, str(class_dir / "answered.ipynb"))
+
+    reports = grade_class(class_dir, source=source_path, jobs=2)
+    write_gradebook(reports, tmp_path / "gradebook.csv")
+    rows = {(r["student"], r["question"]): r for r in csv.DictReader((tmp_path / "gradebook.csv").read_text().splitlines())}
+    assert (rows[("answered", "why")]["points"], rows[("answered", "why")]["max"]) == ("", "2")
+    assert rows[("answered", "why")]["status"] == "needs_manual_grading"
+    assert rows[("answered", "answer_tests")]["points"] == "1"
+    assert (rows[("stub", "why")]["points"], rows[("stub", "why")]["status"]) == ("0", "unanswered")
+    feedback = feedback_markdown("answered", [r for r in reports if r.student == "answered"])
+    assert "**? / 2 points** (needs manual grading)" in feedback and "0 / 2" not in feedback
+    assert "1 / 1 points (and 2 for written answers, graded by hand)" in feedback
+
+    result = grading_main(capsys, "check", str(class_dir / "answered.ipynb"), "--source", str(source_path))
+    assert result.returncode == 0, "full marks on everything the grader can check: " + result.stdout
+    assert "[why]: ?/2 needs manual grading (written answer)" in result.stdout
 
 
 @pytest.mark.notebook
@@ -212,8 +262,13 @@ def test_self_check_explains_a_wrong_answer_with_visible_tests_only(capsys):
     partly = ROOT / "tests" / "sample_class" / "04-websocket-exercises" / "submissions" / "partly_wrong.ipynb"
     result = grading_main(capsys, "check", str(partly))
     assert result.returncode == 1
-    # The frame-header bug only shows in the hidden tests, so the self-check passes that question...
-    assert "[ws_frame_header_tests]: 4/4 passed" in result.stdout
-    # ...while the visible overhead test fails, with what was expected and what came back.
+    # The decoder reads 127 as a 16-bit length: the visible tests catch it, and only that concept's points go...
+    assert "[ws_frame_header_tests]: 2/2 passed" in result.stdout
+    assert "[ws_frame_header_length_tests]: 0/2 failed" in result.stdout
+    assert "payload_length should be 65536, but parse_frame_header gave 0" in result.stdout
+    # ...and the forgotten masking key fails the overhead test, with what was expected and what came back.
     assert "[ws_overhead_tests]: 0/3 failed" in result.stdout
     assert "costs 6 bytes of frame header, but frame_overhead returned 2" in result.stdout
+    # The written answer is left to a person: never 0, never counted against the visible total.
+    assert "[ws_written_masking]: ?/2 needs manual grading" in result.stdout
+    assert ": 5 / 10 points (and 2 for written answers, graded by hand)" in result.stdout

@@ -49,9 +49,11 @@ def nbgrader(course: Path, *args: str) -> None:
     finish(start_nbgrader(course, *args))
 
 
-def our_points(exercise: str) -> dict[tuple[str, str], float]:
+def our_points(exercise: str) -> dict[tuple[str, str], float | None]:
+    """Points per (student, question); None for a written answer waiting for a person (nbgrader's score is None too)."""
     rows = csv.DictReader((SAMPLE / exercise / "expected-gradebook.csv").read_text().splitlines())
-    return {(r["student"], r["question"]): float(r["points"]) for r in rows if r["question"] != "(notebook)"}
+    return {(r["student"], r["question"]): float(r["points"]) if r["points"] else None
+            for r in rows if r["question"] != "(notebook)"}
 
 
 @pytest.mark.slow
@@ -82,12 +84,14 @@ def test_real_nbgrader_scores_like_our_grader(exercise, tmp_path):
         finish(autograde)
 
     expected = our_points(exercise)
-    ours = {(r.student, q.grade_id): q.points for r in reports for q in r.questions}
+    ours = {(r.student, q.grade_id): None if q.status == "needs_manual_grading" else q.points
+            for r in reports for q in r.questions}
     assert {(s, q): p for (s, q), p in ours.items()} == {k: v for k, v in expected.items() if k[0] in STUDENTS}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         for student in STUDENTS:
             notebook = gradebook.find_submission_notebook(exercise, assignment, student)
-            theirs = {grade.name: grade.score for grade in notebook.grades}
+            # nbgrader scores a written answer waiting for a person as 0 and flags it needs_manual_grade
+            theirs = {grade.name: None if grade.needs_manual_grade else grade.score for grade in notebook.grades}
             for question, score in theirs.items():
                 assert score == ours[(student, question)], (
                     f"{student} {question}: nbgrader gives {score}, our grader {ours[(student, question)]}")

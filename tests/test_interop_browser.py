@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import requests
 
-from servers.feed.app import start_feed
+from servers.feed.app import make_feed_app, start_feed
+from servers.runtime import serve
 
 pytestmark = pytest.mark.browser
 
@@ -62,6 +63,27 @@ def test_eventsource_sees_the_gap_event(page):
         received = page.evaluate("window.received")
         assert received[0]["type"] == "gap" and received[0]["missed"] == {"from": 1, "to": 2}
         assert seqs(page) == [3, 4]
+
+
+def test_eventsource_after_a_feed_restart_sees_a_reset_gap(page):
+    """The feed restarts on its port; Chromium's EventSource reconnects by itself with
+    ``Last-Event-ID: 3``, an id this run never gave: the gap event says the seqs start again, and
+    the page takes seq 1 as new instead of dropping it as already seen."""
+    feed = start_feed(name="feed-browser-restart", sse_retry_ms=300)
+    for i in range(3):
+        publish(feed, i)
+    page.goto(feed.url + "/pages/sse?lastEventId=0")
+    page.wait_for_function("window.lastSeq === 3")
+    port = feed.port
+    feed.stop()
+    feed = serve(make_feed_app(name="feed-browser-restart", sse_retry_ms=300), port=port)
+    page.wait_for_function("window.received.some(m => m.type === 'gap')", timeout=15000)
+    publish(feed, "after the restart")
+    page.wait_for_function("window.received.some(m => m.data === 'after the restart')")
+    received = page.evaluate("window.received")
+    gap = received[3]
+    assert (gap["type"], gap["reset"], gap["first"], gap["missed"]) == ("gap", True, 1, None), gap
+    assert received[4]["seq"] == 1 and page.evaluate("window.lastSeq") == 1
 
 
 def test_browser_websocket_replay_and_duplex(feed, page):

@@ -158,3 +158,101 @@ def test_stomp_py_gets_error_for_unknown_destination(feed):
             connection.disconnect()
         except Exception:
             pass
+
+
+# -- stomp.py against STOMP 1.2 to the letter ---------------------------------------------------------
+
+BINARY = bytes(range(256)) + b"\x00\xff"  # NULs and bytes that are not UTF-8
+
+
+def test_stomp_py_sends_and_receives_a_body_of_any_bytes(feed):
+    """stomp.py in binary mode: the body arrives byte for byte (content-length honoured both ways,
+    a binary WebSocket message back), and the next frame is intact."""
+    connection, listener = stomp_connection(feed, auto_decode=False, binary_mode=True)
+    try:
+        connection.subscribe("/topic/bin", id="bin", receipt="ready")
+        listener.next("RECEIPT")
+        connection.send("/topic/bin", BINARY, content_type="application/octet-stream")
+        connection.send("/topic/bin", "after")
+        first, second = listener.next("MESSAGE"), listener.next("MESSAGE")
+        assert first.body == BINARY and first.headers["content-length"] == str(len(BINARY))
+        assert first.headers["content-type"] == "application/octet-stream"
+        assert second.body == b"after"
+    finally:
+        connection.disconnect()
+
+
+def test_stomp_py_client_individual_ack_and_nack(feed):
+    connection, listener = stomp_connection(feed)
+    try:
+        connection.subscribe("/topic/jobs", id="jobs", ack="client-individual", receipt="ready")
+        listener.next("RECEIPT")
+        connection.send("/topic/jobs", "first")
+        connection.send("/topic/jobs", "second")
+        first, second = listener.next("MESSAGE"), listener.next("MESSAGE")
+        assert first.headers["ack"] != second.headers["ack"]
+        connection.ack(second.headers["ack"])
+        connection.nack(first.headers["ack"])
+        again = listener.next("MESSAGE")
+        assert (again.body, again.headers["redelivered"]) == ("first", "true")
+        connection.ack(again.headers["ack"], receipt="acked")
+        listener.next("RECEIPT")
+        assert feed.call(lambda app: dict(app.stomp.stats)) == {"acked": 2, "nacked": 1, "redelivered": 1}
+    finally:
+        connection.disconnect()
+
+
+def test_stomp_py_client_ack_is_cumulative(feed):
+    connection, listener = stomp_connection(feed)
+    try:
+        connection.subscribe("/topic/batch", id="batch", ack="client", receipt="ready")
+        listener.next("RECEIPT")
+        for i in range(3):
+            connection.send("/topic/batch", f"m{i}")
+        last = [listener.next("MESSAGE") for _ in range(3)][-1]
+        connection.ack(last.headers["ack"], receipt="all")
+        listener.next("RECEIPT")
+        assert feed.call(lambda app: app.stomp.stats["acked"]) == 3
+    finally:
+        connection.disconnect()
+
+
+def test_stomp_py_transactions_commit_and_abort(feed):
+    connection, listener = stomp_connection(feed)
+    try:
+        connection.subscribe("/topic/tx", id="tx", receipt="ready")
+        listener.next("RECEIPT")
+        aborted = connection.begin()
+        connection.send("/topic/tx", "never", transaction=aborted)
+        connection.abort(aborted)
+        committed = connection.begin()
+        connection.send("/topic/tx", "committed", transaction=committed)
+        connection.send("/topic/tx", "outside")
+        connection.commit(committed)
+        assert [listener.next("MESSAGE").body for _ in range(2)] == ["outside", "committed"]
+    finally:
+        connection.disconnect()
+
+
+def test_stomp_py_disconnect_receipt_and_unacked_discarded(feed):
+    connection, listener = stomp_connection(feed)
+    connection.subscribe("/topic/left", id="left", ack="client", receipt="ready")
+    listener.next("RECEIPT")
+    connection.send("/topic/left", "never acknowledged")
+    listener.next("MESSAGE")
+    connection.disconnect(receipt="bye")
+    assert listener.next("RECEIPT").headers["receipt-id"] == "bye"
+    assert feed.call(lambda app: app.stomp.stats["discarded"]) == 1
+
+
+def test_stomp_py_error_for_an_unknown_ack_id(feed):
+    connection, listener = stomp_connection(feed)
+    try:
+        connection.ack("no-such-message")
+        frame = listener.next("ERROR")
+        assert frame.headers["message"] == "unknown ack id"
+    finally:
+        try:
+            connection.disconnect()
+        except Exception:
+            pass

@@ -114,8 +114,16 @@ def test_closing_table_puts_measurements_semantics_and_systems_together():
 # -- the exercises' scaffolding -------------------------------------------------------------------
 
 class ReferencePubSub(fx.PubSubExerciseBase):
+    def channel_of(self, ticket):
+        return f"{self.app.namespace}:events:{ticket}"
+
+    async def on_first_channel(self, ticket):
+        await self.listen(self.channel_of(ticket))
+
+    async def on_last_channel(self, ticket):
+        await self.unlisten(self.channel_of(ticket))
+
     async def publish(self, ticket, event):
-        self.stats["published"] += 1
         await self.app.redis.publish(self.channel_of(ticket), json.dumps(event))
 
     def on_message(self, data):
@@ -127,10 +135,7 @@ class ReferencePubSub(fx.PubSubExerciseBase):
             self.deliver_local(event)
 
 
-class HalfWritten(fx.PubSubExerciseBase):
-    async def publish(self, ticket, event):
-        await self.app.redis.publish(self.channel_of(ticket), json.dumps(event))
-
+class HalfWritten(ReferencePubSub):
     def on_message(self, data):
         raise NotImplementedError()
 
@@ -149,6 +154,22 @@ def test_a_half_written_hub_fails_the_login_and_its_errors_are_counted(redis_url
     result = fx.login_across(a, b, "sse", timeout=0.5)
     assert not result["ok"] and "confirmed" in result["error"], result
     assert a.call(lambda app: app.push.stats["on_message_errors"]) >= 1
+
+
+def test_the_hub_listens_only_while_it_holds_a_channel(redis_url):
+    """What the exercise's scope test reads: ``listening`` follows the channels held, once ``settled``."""
+    from servers.clients.qr import Browser
+
+    (a,) = fx.start_pair(ReferencePubSub, redis_url, names=("A",))
+    browser = Browser(a.url, "sse")
+    ticket = browser.create_ticket()["ticket"]
+    channel = browser.open_channel(ticket)
+    a.call(lambda app: app.push.settled())
+    assert a.call(lambda app: set(app.push.listening)) == {f"qr:events:{ticket}"}
+    channel.close()
+    a.call(lambda app: app.push.wait_until(lambda: not app.push.channels))
+    a.call(lambda app: app.push.settled())
+    assert a.call(lambda app: set(app.push.listening)) == set()
 
 
 def test_start_with_hub_adds_the_hubs_routes(redis_url):

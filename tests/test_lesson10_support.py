@@ -7,6 +7,7 @@ origin), QRLJacking through a relay site, and floods refused by the limits.
 from __future__ import annotations
 
 import math
+import time
 
 import pytest
 import requests
@@ -181,8 +182,13 @@ def test_oversized_websocket_message_is_closed_with_1009(qr):
 
 def test_password_burst_is_refused_with_429_on_hardened_limits(redis_url):
     hardened = start_qrlogin("lesson10-hardened-test", redis_url=redis_url, **HARDENED_LIMITS)
-    calls = HARDENED_LIMITS["api_burst"] + 5
+    calls = HARDENED_LIMITS["api_burst"] + 40
+    started = time.monotonic()
     burst = security.burst_of_calls(hardened.url, "/api/phone/login", {"user": "alice", "password": "x"}, calls)
+    # The bucket refills while the calls go out: at most burst + rate x elapsed of them can pass,
+    # however slow this machine is; the rest must be refused.
+    refilled = math.ceil(HARDENED_LIMITS["api_rate"] * (time.monotonic() - started))
     assert burst["status"].iloc[0] == 401
     refused = burst[burst["status"] == 429]
-    assert len(refused) >= 5 and (refused["error"] == "rate_limited").all() and refused["retry_after_s"].notna().all()
+    assert len(refused) >= max(1, calls - HARDENED_LIMITS["api_burst"] - refilled), (len(refused), refilled)
+    assert (refused["error"] == "rate_limited").all() and refused["retry_after_s"].notna().all()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from servers import runtime
-from servers.feed.outbox import Outbox, Sender
+from servers.outbox import Outbox, Sender
 
 
 class Socket:

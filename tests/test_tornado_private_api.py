@@ -13,6 +13,12 @@ Still used:
   ``write_message`` creates per write, most of a 10,000-subscriber fan-out's cost. No public
   API writes a frame without that Task.
 
+- ``WebSocketProtocol13._handle_message(opcode, data)``, called with each whole message (its
+  ``_frame_compressed`` flag set while a compressed one is handled), and
+  ``WebSocketHandler.get_websocket_protocol()`` returning a ``WebSocketProtocol13``:
+  ``servers/web.py`` (``_TextCheckingProtocol``) closes with 1007 on a text message that is not
+  UTF-8, where Tornado drops the connection. No public API sees a message before it is decoded.
+
 Not underscored but not documented either, so checked the same way:
 
 - ``HTTP1Connection.stream`` (``handler.request.connection.stream``): ``servers/eventstream.py``,
@@ -93,6 +99,7 @@ class _ProbeSocket(BaseWebSocketHandler):
 
     def open(self) -> None:
         seen = self.application.seen
+        seen["protocol"] = type(self.ws_connection)
         if self.get_argument("close", ""):
             self.close(1000, "bye")
             seen["after_close"] = self.ws_connection
@@ -143,6 +150,28 @@ def test_websocket_write_frame_and_compressor(deflate):
     if not deflate:
         assert hasattr(seen["write_result"], "add_done_callback"), \
             needs(where, "what WebSocketProtocol13._write_frame returns (the stream's future)")
+
+
+def test_websocket_handle_message_and_get_websocket_protocol():
+    where = "servers/web.py (_TextCheckingProtocol)"
+    method = getattr(tornado.websocket.WebSocketProtocol13, "_handle_message", None)
+    assert method is not None, needs(where, "WebSocketProtocol13._handle_message")
+    assert list(inspect.signature(method).parameters)[:3] == ["self", "opcode", "data"], \
+        needs(where, f"the signature of WebSocketProtocol13._handle_message{inspect.signature(method)}")
+    source = inspect.getsource(tornado.websocket.WebSocketProtocol13)
+    assert "self._frame_compressed" in source and "self._handle_message(" in source, \
+        needs(where, "WebSocketProtocol13._frame_compressed and the call of _handle_message per message")
+    assert callable(getattr(tornado.websocket.WebSocketHandler, "get_websocket_protocol", None)), \
+        needs(where, "WebSocketHandler.get_websocket_protocol")
+    with serve(_ProbeApp()) as h:
+        async def connect() -> None:
+            conn = await tornado.websocket.websocket_connect(h.ws_url + "/ws?close=1")
+            await conn.read_message()
+
+        run(connect())
+        protocol = h.app.seen["protocol"]
+    assert issubclass(protocol, tornado.websocket.WebSocketProtocol13) and protocol.__name__ == "_TextCheckingProtocol", \
+        needs(where, f"what get_websocket_protocol() returns ({protocol})")
 
 
 # ---- what replaced the others still behaves -------------------------------------------------------

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
+from servers import lifeline
 from servers.balancer.backends import Backend, as_backend, as_backends
 from servers.balancer.policies import POLICIES, PUSH_PATH, STICKY_COOKIE
 from servers.balancer.routing import parse_nginx_access_line, routing_frame
@@ -290,8 +291,10 @@ class NginxBalancer:
             args = [self.binary, "-p", str(self.directory), "-c", str(self.config_path)]
             if _supports_e_flag(self.binary):
                 args += ["-e", str(self.error_log)]  # the start-up error log, before the config is read
-            self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+            # Under the lifeline's supervisor, in a session of its own: nginx (master and workers)
+            # dies with this process even if it is SIGKILLed, and kill() ends the whole group.
+            self.process = lifeline.spawn(args, supervise=True, stdout=subprocess.DEVNULL, stderr=stderr,
+                                          stdin=subprocess.DEVNULL)
             stderr.close()
             if self._wait_ready(timeout):
                 _running[self.name] = self
@@ -336,7 +339,7 @@ class NginxBalancer:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)  # master and workers (own session)
+                process.kill()  # master and workers: the supervisor's whole group (servers.lifeline)
                 process.wait()
         self.process = None
 
@@ -394,7 +397,8 @@ class NginxBalancer:
 
 
 # nginx runs in a session of its own (so a terminal's Ctrl-C reaches us, and we stop it in order);
-# whatever is still running when the interpreter or kernel exits is stopped here.
+# whatever is still running when the interpreter or kernel exits is stopped here (and if this
+# process is killed outright, the lifeline's supervisor ends nginx).
 _running: "dict[str, NginxBalancer]" = {}
 
 

@@ -5,8 +5,10 @@
 - :class:`AsyncSSEStream` (asyncio streams): ``async for`` over it; cheap enough to open hundreds.
 
 Both yield feed events (dicts with ``seq``, ``data``, ``sent_at``, ``received_at``) and, for a
-named ``gap`` event, ``{"type": "gap", "missed": {...}, "received_at": ...}``. ``reconnects``
-counts reconnections; ``last_event_id`` is what would be sent on the next one.
+named ``gap`` event, ``{"type": "gap", "missed": {...}, "first": ..., "received_at": ...}``
+(``"reset": true`` when the feed restarted since: seqs start again). ``reconnects`` counts
+reconnections; ``last_event_id`` is what would be sent on the next one, and ``epoch`` the feed's
+``X-Feed-Epoch`` from the last response, sent back (``?epoch=``) with it.
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ class SSEStream:
         self.max_reconnects = max_reconnects
         self.read_timeout = read_timeout
         self.reconnects = 0
+        self.epoch: str | None = None  # the feed run our last_event_id came from (X-Feed-Epoch)
         self.retry_ms = 3000  # until the server says otherwise (Chromium's default is about 3 s)
         self._session = requests.Session()
         self._response: requests.Response | None = None
@@ -74,15 +77,19 @@ class SSEStream:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         while not self._closed:
             headers = {"Accept": "text/event-stream", "Cache-Control": "no-cache"}
+            params = {}
             if self.last_event_id:
                 headers["Last-Event-ID"] = self.last_event_id
+                if self.epoch:  # a restarted feed knows then that our id is not one of its own
+                    params["epoch"] = self.epoch
             try:
-                self._response = self._session.get(self.url, headers=headers, stream=True,
+                self._response = self._session.get(self.url, headers=headers, params=params, stream=True,
                                                    timeout=(10, self.read_timeout))
                 if self._response.status_code == 204:
                     return  # the server says: stop reconnecting
                 if self._response.status_code != 200:
                     raise RuntimeError(f"GET {self.url} -> {self._response.status_code}: {self._response.text}")
+                self.epoch = self._response.headers.get("X-Feed-Epoch", self.epoch)
                 parser = SSEParser()
                 parser.last_event_id = self.last_event_id
                 for chunk in self._response.iter_content(chunk_size=None):

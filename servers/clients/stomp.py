@@ -70,7 +70,15 @@ class AsyncStompClient:
             self.frames.put_nowait(frame)
 
     async def send_frame(self, frame: Frame) -> None:
-        await self.conn.write_message(encode_frame(frame).decode("utf-8"))
+        """One frame in one WebSocket message: text when it is UTF-8, binary otherwise (a body may
+        be any bytes; a text message must be UTF-8)."""
+        data = encode_frame(frame)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            await self.conn.write_message(data, binary=True)
+            return
+        await self.conn.write_message(text)
 
     async def receive(self, timeout: float | None = 10) -> Frame:
         """The next frame from the broker; raises ConnectionClosed once the socket closed."""

@@ -38,10 +38,12 @@ def server_names(n: int) -> list[str]:
 
 def qrlogin_process(name: str, fix: str, redis_url: str, host: str = "127.0.0.1",
                     ticket_ttl: float = 120, trusted_proxies: tuple[str, ...] = ()) -> ServerProcess:
-    """A QR-login server in a child process (``python -m servers qrlogin``)."""
+    """A QR-login server in a child process (``python -m servers qrlogin``). The Redis URL, which
+    carries its password, goes in the child's environment (``REDIS_URL``), not on its command line."""
     return ServerProcess(["qrlogin", "--port", "0", "--host", host, "--name", name, "--fix", fix,
-                          "--redis", redis_url, "--ticket-ttl", str(ticket_ttl),
-                          *[arg for proxy in trusted_proxies for arg in ("--trusted-proxy", proxy)]], name)
+                          "--ticket-ttl", str(ticket_ttl),
+                          *[arg for proxy in trusted_proxies for arg in ("--trusted-proxy", proxy)]], name,
+                         env={"REDIS_URL": redis_url})
 
 
 def balancer_addresses(host: str) -> tuple[str, ...]:

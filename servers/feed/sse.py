@@ -13,9 +13,18 @@ then starts with the buffered events after N; without either, it carries only ev
 after it opened. If some of them are no longer buffered, a named event says so before the rest::
 
     event: gap
-    data: {"missed": {"from": 3, "to": 41}}
+    data: {"missed": {"from": 3, "to": 41}, "first": 42, "epoch": "9f2c41d0"}
 
-It has no ``id:`` line, so it does not move the client's Last-Event-ID.
+``first`` is the id of the next event sent. The same event, with ``"reset": true``, answers a
+resume point this server cannot have given: an id above any it gave, or one sent with
+``?epoch=E`` naming another run of the feed - after a restart, when ids start again at 1. The
+stream then carries every buffered event from ``first``, ids lower than the one asked for, and
+the gap event says so first: ids never silently go backwards. ``missed`` is then the range of this
+run's ids no longer buffered, or ``null``. The response's ``X-Feed-Epoch`` header names this
+run's buffer (:mod:`servers.feed.buffer`); a client that remembers it sends it back as
+``?epoch=`` when it resumes, which catches even a restarted feed that has already passed the
+old id. The gap event has no ``id:`` line, so it does not move the client's Last-Event-ID; it is
+the SSE twin of the WebSocket's ``{"type": "gap", ...}`` notice.
 
 Slow consumers: see :mod:`servers.feed.outbox` - a client more than ``outbox_limit`` events
 behind is disconnected and resumes from its Last-Event-ID.
@@ -28,7 +37,7 @@ import json
 from tornado.iostream import StreamClosedError
 
 from servers.eventstream import HEARTBEAT_COMMENT, EventStreamMixin
-from servers.feed.outbox import Outbox, Sender
+from servers.outbox import Outbox, Sender
 from servers.limits import holds_connection
 from servers.web import BaseHandler
 from servers.wire.sse import encode_event
@@ -52,15 +61,17 @@ class SSEHandler(EventStreamMixin, BaseHandler):
     async def get(self) -> None:
         app = self.application
         after = self.last_event_id()  # None: live events only (no resume point given)
+        epoch = self.get_argument("epoch", None) if after is not None else None
         loop = asyncio.get_running_loop()
         self.ended = loop.create_future()  # done when the stream ends, whoever ends it
         self.outbox = Outbox(app.settings["outbox_limit"])
-        events, missed = app.buffer.since(app.buffer.last_seq if after is None else after)
-        app.subscribers.add(self)  # no await since since(): no event can slip between the two
+        events, gap = app.buffer.resume(app.buffer.last_seq if after is None else after, epoch)
+        app.subscribers.add(self)  # no await since resume(): no event can slip between the two
         try:
+            self.set_header("X-Feed-Epoch", app.buffer.epoch)
             self.begin_event_stream()  # headers and the retry: line (servers.eventstream)
-            if missed:
-                self.write(encode_event(json.dumps({"missed": missed}), event="gap"))
+            if gap:
+                self.write(encode_event(json.dumps(gap), event="gap"))
             for event in events:
                 self.write(self._encoded(event))
             # From here on each event is written the moment it is published (servers.feed.outbox),

@@ -3,11 +3,12 @@
 Destinations:
 
 - ``/topic/feed`` - SUBSCRIBE gets a MESSAGE per feed event (body: the event JSON, plus a
-  ``seq`` header); SEND publishes its JSON body (or text) as a feed event.
-- ``/topic/<x>`` - SEND broadcasts the body to every subscriber of ``/topic/<x>``.
-- ``/app/<x>`` - SEND goes to the handler mapped to ``/<x>`` with :func:`message_mapping`; its
-  return value (JSON-encoded) is sent to the :func:`send_to` destination, by default
-  ``/topic/<x>`` as in Spring. Anything else is an unknown destination: ERROR, then close.
+  ``seq`` header); SEND publishes its JSON body (or UTF-8 text) as a feed event.
+- ``/topic/<x>`` - SEND broadcasts the body, any bytes, to every subscriber of ``/topic/<x>``.
+- ``/app/<x>`` - SEND goes to the handler mapped to ``/<x>`` with :func:`message_mapping` (the
+  body JSON-decoded, else as text, else - not UTF-8 - as bytes); its return value
+  (JSON-encoded) is sent to the :func:`send_to` destination, by default ``/topic/<x>`` as in
+  Spring. Anything else is an unknown destination: ERROR, then close.
 
 Spring's controller::
 
@@ -37,6 +38,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+from collections import Counter
 from typing import Any, Callable
 
 from servers.web import loads_json
@@ -94,6 +96,9 @@ class StompBroker:
         self.routes: dict[str, tuple[Callable, str]] = {}
         self._message_ids = itertools.count(1)
         self._session_ids = itertools.count(1)
+        # acked, nacked, redelivered, discarded: what became of the messages sent on client and
+        # client-individual subscriptions (servers.feed.stomp_session says the policy)
+        self.stats: Counter = Counter()
 
     def new_session_id(self) -> str:
         """The ``session`` header of a CONNECTED frame, unique within this server."""
@@ -149,7 +154,7 @@ class StompBroker:
                 if content_type:
                     headers["content-type"] = content_type
                 headers.update(extra or {})
-                session.send_frame(Frame("MESSAGE", headers, body))
+                session.send_message(Frame("MESSAGE", headers, body))  # adds ack when the subscription wants it
                 sent += 1
         return sent
 
@@ -161,8 +166,12 @@ class StompBroker:
 
 
 def decode_body(frame: Frame) -> Any:
-    """The SEND body as JSON when it parses (or says it is JSON), else as text."""
-    text = frame.text
+    """The SEND body as JSON when it parses, else as text; the bytes themselves when they are not
+    UTF-8 (a body is any bytes: nothing is replaced)."""
+    try:
+        text = frame.body.decode("utf-8")
+    except UnicodeDecodeError:
+        return bytes(frame.body)
     try:
         return loads_json(text)  # NaN or 1,000-deep nesting: kept as text
     except ValueError:

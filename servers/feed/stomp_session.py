@@ -3,7 +3,10 @@
 Subprotocols ``v12.stomp``, ``v11.stomp``, ``v10.stomp`` are accepted (the best one offered is
 chosen); a client that offers none is accepted too and spoken to as STOMP 1.2. Frames may be
 split across WebSocket messages or several may share one (a streaming parser is fed every
-message); text and binary messages are both accepted, since STOMP clients use either.
+message); text and binary messages are both accepted, since STOMP clients use either. A body is
+any bytes (``content-length`` says how many, NULs included): a frame goes out as a text message
+when it is UTF-8 and as a binary message otherwise, so that no byte is replaced on the way (a
+text WebSocket message must be UTF-8: RFC 6455 §5.6; one that is not is closed with 1007).
 
 CONNECT/STOMP → CONNECTED with the negotiated ``version`` and ``heart-beat`` (the server offers
 ``stomp_heartbeat_ms``, default 10 s each way; see :func:`servers.wire.stomp.negotiate_heart_beat`).
@@ -12,17 +15,43 @@ period. A frame with a ``receipt`` header gets a RECEIPT after it is processed. 
 - a malformed frame, a limit exceeded (``stomp_max_headers``, ``stomp_max_header_length``,
 ``stomp_max_body``), a frame before CONNECT, a missing header, an unknown destination -
 gets an ERROR frame (``message`` header, detail in the body), then the connection is closed.
+A CONNECT offering no version we speak gets ERROR with a ``version`` header listing ours. Only
+SEND may carry a body (the spec: other client frames MUST NOT); a body elsewhere is an error.
+
+Acknowledgement (``SUBSCRIBE`` header ``ack``): ``auto`` (the default) needs nothing. With
+``client`` or ``client-individual`` each MESSAGE carries an ``ack`` header, and the client answers
+``ACK``/``NACK`` with ``id:<that value>`` (STOMP 1.0 and 1.1: ``message-id``, the same value).
+``client`` acknowledgements are cumulative: they cover every earlier unacknowledged message of
+the subscription; ``client-individual`` ones cover that message alone. An id that is not
+awaiting acknowledgement (never sent, or already acknowledged) is an error. The spec leaves what
+happens to a NACKed or never-acknowledged message to the server; this broker's policy:
+
+* NACK: the message is delivered again, once, to the same subscription, with the header
+  ``redelivered:true`` (and the same ``message-id`` and ``ack``); a NACK of that redelivery
+  discards it. Nobody else is owed it: on a topic each subscription gets its own copy.
+* still unacknowledged when the subscription ends (UNSUBSCRIBE) or the connection does
+  (DISCONNECT, a drop): discarded, for the same reason (the spec: the server MAY redeliver it
+  to another client). ``app.stomp.stats`` counts ``acked``, ``nacked``, ``redelivered`` and
+  ``discarded``.
+* a client that lets more than ``outbox_limit`` messages wait for acknowledgement is too slow:
+  ERROR, then close (1008), as for a full outbox.
+
+Transactions: ``BEGIN`` ``transaction:<t>``, then SEND, ACK and NACK frames carrying
+``transaction:<t>`` are held (at most ``outbox_limit``) and run in order at ``COMMIT``, or dropped at
+``ABORT``; a transaction still open when the connection ends is aborted. An unknown or repeated
+transaction name is an error.
 """
 from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import tornado.ioloop
 import tornado.web
 import tornado.websocket
 
-from servers.feed.outbox import Outbox
+from servers.outbox import Outbox
 from servers.feed.stomp import DestinationError
 from servers.limits import LimitedWebSocketMixin
 from servers.web import BaseWebSocketHandler
@@ -32,13 +61,25 @@ from servers.wire.stomp import (HEARTBEAT_EOL, Frame, StompError, StompParser, e
 __all__ = ["StompWebSocketHandler", "SUBPROTOCOLS"]
 
 SUBPROTOCOLS = {"v12.stomp": ("1.0", "1.1", "1.2"), "v11.stomp": ("1.0", "1.1"), "v10.stomp": ("1.0",)}
+ACK_MODES = ("auto", "client", "client-individual")
 _CLOSE = object()  # outbox item: close the WebSocket after what was queued before it
 
 
+@dataclass
+class _Unacked:
+    """A MESSAGE sent on a ``client``/``client-individual`` subscription, awaiting ACK or NACK."""
+
+    subscription: str
+    frame: Frame
+    redelivered: bool = False
+
+
 class _ProtocolError(Exception):
-    def __init__(self, message: str, detail: str = "", close_code: int = 1002) -> None:
+    def __init__(self, message: str, detail: str = "", close_code: int = 1002,
+                 headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message, self.detail, self.close_code = message, detail or message, close_code
+        self.headers = headers or {}
 
 
 class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
@@ -57,6 +98,9 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         self.session_id = self.application.stomp.new_session_id()
         self.version: str | None = None  # set by CONNECT
         self.subscriptions: dict[str, str] = {}  # subscription id -> destination
+        self.ack_modes: dict[str, str] = {}  # subscription id -> auto, client or client-individual
+        self.unacked: dict[str, _Unacked] = {}  # ack id -> message, in the order sent
+        self.transactions: dict[str, list[Frame]] = {}  # name -> frames held until COMMIT
         self.parser = StompParser(max_headers=settings["stomp_max_headers"],
                                   max_header_length=settings["stomp_max_header_length"],
                                   max_body=settings["stomp_max_body"])
@@ -70,6 +114,18 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     # --- sending ------------------------------------------------------------------------------
     def subscriptions_to(self, destination: str) -> list[str]:
         return [sub_id for sub_id, dest in self.subscriptions.items() if dest == destination]
+
+    def send_message(self, frame: Frame) -> None:
+        """A MESSAGE for one of this session's subscriptions: with an ``ack`` header, and kept until
+        acknowledged, when the subscription asked for explicit acknowledgement."""
+        sub_id = frame.headers["subscription"]
+        if self.ack_modes.get(sub_id, "auto") != "auto" and not self.outbox.closed:
+            if len(self.unacked) >= self.outbox.limit:
+                return self._fail("too many unacknowledged messages", f"More than {self.outbox.limit} messages "
+                                  "await ACK or NACK on this connection.", 1008)
+            ack = frame.headers.setdefault("ack", frame.headers["message-id"])
+            self.unacked[ack] = _Unacked(sub_id, frame, frame.headers.get("redelivered") == "true")
+        self.send_frame(frame)
 
     def send_frame(self, frame: Frame) -> None:
         if not self.outbox.put(frame):
@@ -92,12 +148,20 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
                 except ValueError as exc:  # e.g. a newline in a header, unsendable to a STOMP 1.0 client
                     tornado.web.app_log.warning("STOMP frame not sent to %s: %s", self.session_id, exc)
                     continue
-                await self.write_message(data.decode("utf-8", errors="replace"))
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError:  # a body of other bytes: sent as they are, in a binary message
+                    await self.write_message(data, binary=True)
+                else:
+                    await self.write_message(text)
         except tornado.websocket.WebSocketClosedError:
             pass
 
-    def _fail(self, message: str, detail: str, close_code: int, receipt: str | None = None) -> None:
-        headers = {"message": message.replace("\n", " ")[:200], "content-type": "text/plain"}
+    def _fail(self, message: str, detail: str, close_code: int, receipt: str | None = None,
+              extra: dict[str, str] | None = None) -> None:
+        if self.outbox.closed:
+            return  # already failing or closed: one ERROR at most
+        headers = {"message": message.replace("\n", " ")[:200], "content-type": "text/plain", **(extra or {})}
         if receipt:
             headers["receipt-id"] = receipt
         self.send_frame(Frame("ERROR", headers, detail.encode("utf-8")))
@@ -107,6 +171,11 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         self._stop_timers()
 
     # --- receiving ----------------------------------------------------------------------------
+    def refuse_invalid_text(self) -> None:
+        """A text WebSocket message that is not UTF-8 (servers.web): ERROR, then close with 1007."""
+        self._fail("invalid UTF-8", "A text WebSocket message must be valid UTF-8 (RFC 6455); send a frame whose "
+                   "body is other bytes in a binary message.", 1007)
+
     async def on_message(self, message: str | bytes) -> None:
         if self.outbox.closed or self.message_too_big(message):  # closing (with 1009 if too big)
             return
@@ -124,7 +193,7 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
             try:
                 await self._handle(frame)
             except _ProtocolError as exc:
-                return self._fail(exc.message, exc.detail, exc.close_code, receipt)
+                return self._fail(exc.message, exc.detail, exc.close_code, receipt, exc.headers)
             except DestinationError as exc:
                 return self._fail("unknown destination", str(exc), 1008, receipt)
             except Exception as exc:  # a mapped handler failed: tell the client, log it here
@@ -133,6 +202,7 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
             if receipt and frame.command not in ("CONNECT", "STOMP"):
                 self.send_frame(Frame("RECEIPT", {"receipt-id": receipt}))
             if frame.command == "DISCONNECT":
+                self._end_session()
                 self._close_code, self._close_reason = 1000, "DISCONNECT"
                 self.outbox.put(_CLOSE)
                 self.outbox.seal()
@@ -144,7 +214,10 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
             raise _ProtocolError("not connected", f"The first frame must be CONNECT or STOMP, not {command}.")
         if command in ("CONNECT", "STOMP"):
             return self._connect(frame)
-        broker = self.application.stomp
+        if frame.body and command != "SEND":
+            raise _ProtocolError("unexpected body", f"A {command} frame must not have a body (only SEND may).")
+        if command in ("SEND", "ACK", "NACK") and "transaction" in headers:
+            return self._hold(frame)
         if command == "SUBSCRIBE":
             destination = self._require(frame, "destination")
             sub_id = headers.get("id") or (destination if self.version == "1.0" else self._require(frame, "id"))
@@ -152,34 +225,123 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
                 raise DestinationError(f"Cannot subscribe to {destination!r}: subscribe to /topic/<name>.")
             if sub_id in self.subscriptions:
                 raise _ProtocolError("duplicate subscription id", f"Subscription id {sub_id!r} is already in use.")
+            ack = headers.get("ack", "auto")
+            if ack not in ACK_MODES:
+                raise _ProtocolError("bad ack mode", f"ack must be one of {', '.join(ACK_MODES)}, not {ack[:40]!r}.")
             self.subscriptions[sub_id] = destination
+            self.ack_modes[sub_id] = ack
         elif command == "UNSUBSCRIBE":
             sub_id = headers.get("id") or (headers.get("destination") if self.version == "1.0" else None)
             if sub_id is None:
                 raise _ProtocolError("missing header", "UNSUBSCRIBE needs an 'id' header.")
-            self.subscriptions.pop(sub_id, None)
+            ended = [sub_id] if sub_id in self.subscriptions else []
             if self.version == "1.0":  # 1.0 may unsubscribe by destination
-                for key in self.subscriptions_to(sub_id):
-                    del self.subscriptions[key]
+                ended += self.subscriptions_to(sub_id)
+            for key in ended:
+                self._unsubscribe(key)
         elif command == "SEND":
-            destination = self._require(frame, "destination")
-            if destination.startswith("/app/"):
-                await broker.dispatch(destination, frame)
-            else:
-                broker.send(destination, frame.body, headers.get("content-type"))
-        elif command in ("ACK", "NACK", "DISCONNECT"):
-            pass  # subscriptions are ack:auto; DISCONNECT closes after its RECEIPT
+            await self._send(frame)
+        elif command in ("ACK", "NACK"):
+            self._acknowledge(frame)
+        elif command == "BEGIN":
+            name = self._require(frame, "transaction")
+            if name in self.transactions:
+                raise _ProtocolError("duplicate transaction", f"Transaction {name!r} has already begun.")
+            self.transactions[name] = []
+        elif command in ("COMMIT", "ABORT"):
+            name = self._require(frame, "transaction")
+            if name not in self.transactions:
+                raise _ProtocolError("unknown transaction", f"No transaction {name!r} is open on this connection.")
+            held = self.transactions.pop(name)
+            for each in held if command == "COMMIT" else ():  # ABORT: dropped
+                if each.command == "SEND":
+                    await self._send(each)
+                else:
+                    self._acknowledge(each)
+        elif command != "DISCONNECT":  # DISCONNECT: on_message sends its RECEIPT, then closes
+            raise _ProtocolError("not supported", f"{command} is a server frame; a client cannot send it.")
+
+    async def _send(self, frame: Frame) -> None:
+        broker = self.application.stomp
+        destination = self._require(frame, "destination")
+        if destination.startswith("/app/"):
+            await broker.dispatch(destination, frame)
+            return
+        if destination == broker.FEED_TOPIC and not _is_utf8(frame.body):
+            raise _ProtocolError("body not text", f"{broker.FEED_TOPIC} publishes feed events, which are JSON or UTF-8 "
+                                 "text; this body is not UTF-8 (other topics take any bytes).", 1003)
+        broker.send(destination, frame.body, frame.headers.get("content-type"))
+
+    def _hold(self, frame: Frame) -> None:
+        """A SEND, ACK or NACK inside a transaction: kept until COMMIT (run) or ABORT (dropped)."""
+        name = frame.headers["transaction"]
+        held = self.transactions.get(name)
+        if held is None:
+            raise _ProtocolError("unknown transaction", f"No transaction {name!r} is open on this connection.")
+        if len(held) >= self.outbox.limit:
+            raise _ProtocolError("transaction too large", f"More than {self.outbox.limit} frames in one transaction.",
+                                 1009)
+        self._require(frame, "destination" if frame.command == "SEND" else self._ack_header)  # fail now, not at COMMIT
+        held.append(frame)
+
+    @property
+    def _ack_header(self) -> str:
+        return "id" if self.version == "1.2" else "message-id"
+
+    def _acknowledge(self, frame: Frame) -> None:
+        """ACK or NACK: ``id`` (1.2) or ``message-id`` (1.0, 1.1) names a message awaiting it."""
+        name = self._ack_header
+        ack = self._require(frame, name)
+        pending = self.unacked.get(ack)
+        if pending is None:
+            raise _ProtocolError("unknown ack id", f"{frame.command} {name}:{ack[:60]} names no message awaiting "
+                                 "acknowledgement on this connection (never sent, or already acknowledged).")
+        if self.ack_modes.get(pending.subscription) == "client":  # cumulative: every earlier one too
+            covered = []
+            for key, each in self.unacked.items():
+                if each.subscription == pending.subscription:
+                    covered.append(key)
+                if key == ack:
+                    break
         else:
-            raise _ProtocolError("not supported", f"{command} (transactions) is not supported by this broker.")
+            covered = [ack]
+        stats = self.application.stomp.stats
+        for key in covered:
+            each = self.unacked.pop(key)
+            if frame.command == "ACK":
+                stats["acked"] += 1
+            elif each.redelivered:
+                stats["nacked"] += 1
+                stats["discarded"] += 1  # NACKed twice: dropped
+            else:
+                stats["nacked"] += 1
+                stats["redelivered"] += 1
+                again = Frame("MESSAGE", {**each.frame.headers, "redelivered": "true"}, each.frame.body)
+                self.send_message(again)
+
+    def _unsubscribe(self, sub_id: str) -> None:
+        """End a subscription; what it still had awaiting acknowledgement is discarded (module docstring)."""
+        self.subscriptions.pop(sub_id, None)
+        self.ack_modes.pop(sub_id, None)
+        for key in [k for k, each in self.unacked.items() if each.subscription == sub_id]:
+            del self.unacked[key]
+            self.application.stomp.stats["discarded"] += 1
+
+    def _end_session(self) -> None:
+        """DISCONNECT or a dropped connection: open transactions are aborted, unacknowledged
+        messages discarded."""
+        self.transactions.clear()
+        for sub_id in list(self.subscriptions):
+            self._unsubscribe(sub_id)
 
     def _connect(self, frame: Frame) -> None:
         if self.version is not None:
             raise _ProtocolError("already connected", "CONNECT was already received on this connection.")
         allowed = SUBPROTOCOLS.get(self.selected_subprotocol or "v12.stomp", SUBPROTOCOLS["v12.stomp"])
         version = negotiate_version(frame.headers.get("accept-version"), allowed)
-        if version is None:
-            raise _ProtocolError("version not supported",
-                                 f"Supported protocol versions are {','.join(allowed)}.")
+        if version is None:  # the spec: ERROR with a version header listing the versions we speak
+            raise _ProtocolError("version not supported", f"Supported protocol versions are {' '.join(allowed)}.",
+                                 headers={"version": ",".join(allowed)})
         try:
             client_hb = parse_heart_beat(frame.headers.get("heart-beat"))
         except StompError as exc:
@@ -221,5 +383,15 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     def on_close(self) -> None:
         self._stop_timers()
         self.application.stomp.sessions.discard(self)
+        if hasattr(self, "subscriptions"):  # opened (open() ran)
+            self._end_session()
         if self.outbox is not None:
             self.outbox.close()
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -5,16 +5,21 @@ Server to client, every frame is a JSON object: an event carries ``seq``; anythi
 
     {"seq": 7, "data": ..., "sent_at": ...}              an event
     {"type": "ack", "published": 7}                      your {"publish": ...} became event 7
-    {"type": "gap", "missed": {"from": 3, "to": 41}}     events no longer buffered
+    {"type": "gap", "missed": {"from": 3, "to": 41}, "first": 42, "epoch": "9f2c41d0"}
+                                                         events no longer buffered (first: the next seq sent)
     {"type": "error", "error": "bad_json", "detail": "..."}
 
 Client to server: ``{"after": N}`` replays the buffered events with seq > N, then continues live
 without duplicates (``?after=N`` in the URL does the same at open); ``{"publish": <data>}``
-publishes an event, delivered to every subscriber, the sender included.
+publishes an event, delivered to every subscriber, the sender included. A replay from a seq this
+run of the feed cannot have given (above its last, or with ``"epoch"``/``?epoch=`` naming another
+run: the server restarted) sends every buffered event after a gap notice with ``"reset": true``,
+as SSE does (:mod:`servers.feed.sse`, :meth:`servers.feed.buffer.EventBuffer.resume`).
 
 Bad input: a text message that is not a JSON object of one of those shapes gets a
 ``{"type": "error"}`` reply and the connection stays open (a learner typing in the page should
-not lose it); a binary message is closed with 1003 (unsupported data); a message over
+not lose it); a binary message is closed with 1003 (unsupported data), a text message that is not
+UTF-8 with 1007 (servers.web); a message over
 ``websocket_max_message_size`` (64 KB by default) is closed by Tornado with 1009 (too big).
 A client more than ``outbox_limit`` messages behind is closed with 1008 (see
 :mod:`servers.feed.outbox`).
@@ -27,7 +32,7 @@ from typing import Any
 
 import tornado.websocket
 
-from servers.feed.outbox import Outbox, Sender
+from servers.outbox import Outbox, Sender
 from servers.limits import LimitedWebSocketMixin
 from servers.web import ApiError, BaseWebSocketHandler, loads_json
 
@@ -37,8 +42,9 @@ __all__ = ["FeedWebSocketHandler"]
 class _Replay:
     """An outbox item: "send the buffered events after ``after``, then go on live"."""
 
-    def __init__(self, after: int) -> None:
+    def __init__(self, after: int, epoch: str | None = None) -> None:
         self.after = after
+        self.epoch = epoch
 
 
 class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
@@ -64,7 +70,7 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         self.application.subscribers.add(self)
         after = self.get_argument("after", None)
         if after is not None:
-            self.sender.send(_Replay(int(after)))
+            self.sender.send(_Replay(int(after), self.get_argument("epoch", None)))
 
     def deliver(self, event: dict) -> None:
         if not self.sender.send(event) and not self.outbox.closed:
@@ -80,8 +86,8 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     def _write(self, item: Any) -> "asyncio.Future | None":
         """Write one outbox item; returns the future of the last frame written (None: nothing)."""
         if isinstance(item, _Replay):
-            events, missed = self.application.buffer.since(item.after)
-            written = self._send_text(json.dumps({"type": "gap", "missed": missed}).encode()) if missed else None
+            events, gap = self.application.buffer.resume(item.after, item.epoch)
+            written = self._send_text(json.dumps({"type": "gap", **gap}).encode()) if gap else None
             for event in events:  # asked for: sent again even if sent before
                 written = self._send_event(event)
             return written
@@ -130,7 +136,10 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
             after = msg["after"]
             if not isinstance(after, int) or isinstance(after, bool) or after < 0:
                 return self.notify(_error("bad_message", f"'after' must be an integer >= 0, not {after!r}."))
-            self.sender.send(_Replay(after))
+            epoch = msg.get("epoch")
+            if epoch is not None and not isinstance(epoch, str):
+                return self.notify(_error("bad_message", f"'epoch' must be a string, not {epoch!r}."))
+            self.sender.send(_Replay(after, epoch))
         else:
             self.notify(_error("bad_message", 'Send {"after": N} to replay or {"publish": <data>} to publish.'))
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from servers.qrlogin import auth
 from servers.qrlogin.base import TICKET_ID, QRHandler, refusal_error
-from servers.qrlogin.tickets import TransitionRefused, fingerprint
-from servers.limits import limits_for, rate_limited
+from servers.qrlogin.tickets import TooManyTickets, TransitionRefused, fingerprint
+from servers.limits import limits_for, rate_limited, refuse
 from servers.web import ApiError
 
 
 class CreateTicketHandler(QRHandler):
-    """``POST /api/tickets`` → 201 ``{"ticket", "scan_url", "expires_at", ...}`` + binding cookie."""
+    """``POST /api/tickets`` → 201 ``{"ticket", "scan_url", "expires_at", ...}`` + binding cookie;
+    429 ``too_many_tickets`` when the address holds ``max_tickets_per_address`` live ones."""
 
     @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self) -> None:
@@ -22,10 +23,18 @@ class CreateTicketHandler(QRHandler):
         bind = self.get_cookie(auth.BIND_COOKIE)
         if not auth.well_formed(bind):
             bind = auth.new_secret()
-        ip = auth.client_address(self.request, limits_for(self.qr).trusted)  # the limits' policy: proxies we trust
-        ticket = await self.qr.tickets.create(
-            bind_secret=bind, ip=ip, ua=self.request.headers.get("User-Agent", ""),
-            scan_url_for=lambda ticket_id: self.qr.scan_url(self.request, ticket_id), created_by=self.qr.name)
+        limits = limits_for(self.qr)
+        ip = auth.client_address(self.request, limits.trusted)  # the limits' policy: proxies we trust
+        try:
+            ticket = await self.qr.tickets.create(
+                bind_secret=bind, ip=ip, ua=self.request.headers.get("User-Agent", ""),
+                scan_url_for=lambda ticket_id: self.qr.scan_url(self.request, ticket_id), created_by=self.qr.name,
+                max_per_address=limits.max_tickets)
+        except TooManyTickets as exc:
+            limits.refused["too_many_tickets"] += 1
+            refuse(self, 429, "too_many_tickets", f"This address already holds {exc.limit} login tickets that have "
+                                                  "not expired; use one of them, or wait.", exc.retry_after)
+            return
         self.set_cookie(auth.BIND_COOKIE, bind, **auth.cookie_options(self.request))
         self.write_json({"ticket": ticket.id, "scan_url": ticket.fields["scan_url"], "expires_at": ticket.expires_at,
                          "state": ticket.state, "version": ticket.version}, status=201)

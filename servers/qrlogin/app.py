@@ -41,7 +41,7 @@ from servers.qrlogin.fixes import BUG, get_fix
 from servers.qrlogin.push import Fix
 from servers.qrlogin.tickets import TicketStore, TransitionRefused
 from servers.limits import Limits
-from servers.redisproc import shared_redis_url
+from servers.redisproc import redacted, shared_redis_url
 from servers.runtime import ServerApp, ServerHandle, serve
 from servers.settings import QRLOGIN_DEFAULTS, merge_settings
 
@@ -55,6 +55,10 @@ _PREFIX_SHAPE = re.compile(r"^(/[A-Za-z0-9._~%!$&'()*+,;=:@-]+)*$")
 #: every server: servers.settings). Fix options (``gateway_url``, ...) and the per-address limits
 #: (servers.limits, ``trusted_proxies`` among them) are settings too.
 DEFAULT_SETTINGS: dict[str, Any] = QRLOGIN_DEFAULTS
+
+
+REDIS_POOL_SIZE = 100  # redis-py's default pool size; a URL's ?max_connections=N wins
+REDIS_POOL_WAIT_S = 10.0  # how long a Redis call waits for a pooled connection before a 503
 
 
 class QRLoginApp(ServerApp):
@@ -81,11 +85,15 @@ class QRLoginApp(ServerApp):
         self.namespace = namespace
         self.allowed_origins = tuple(allowed_origins)
         # The client connects lazily on first use, on the loop that uses it (the server loop); it
-        # retries a dropped connection, so the server carries on after Redis restarts.
-        self.redis = redis.asyncio.Redis.from_url(
-            self.redis_url, decode_responses=True,
+        # retries a dropped connection, so the server carries on after Redis restarts. Its pool
+        # has redis-py's default size (100, or the URL's ?max_connections=) but *waits* up to
+        # REDIS_POOL_WAIT_S for a free connection where redis-py's default pool fails at once: a
+        # burst of 1,000 concurrent requests then queues for a moment instead of getting 503s.
+        pool = redis.asyncio.BlockingConnectionPool.from_url(
+            self.redis_url, max_connections=REDIS_POOL_SIZE, timeout=REDIS_POOL_WAIT_S, decode_responses=True,
             retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 5),
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
+        self.redis = redis.asyncio.Redis.from_pool(pool)  # closing the client closes its pool
         self.tickets = TicketStore(self.redis, ttl=self.ticket_ttl, grace=ticket_grace, namespace=namespace)
         self.accounts = Accounts(self.redis, self.users, namespace=namespace)
         self.push = fix.make_hub(self)
@@ -95,7 +103,7 @@ class QRLoginApp(ServerApp):
             self.add_handlers(r".*", extra)
 
     def __repr__(self) -> str:
-        return f"<QRLoginApp {self.name} fix={self.fix} redis={self.redis_url}>"
+        return f"<QRLoginApp {self.name} fix={self.fix} redis={redacted(self.redis_url)}>"
 
     async def startup(self) -> None:
         try:

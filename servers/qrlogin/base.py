@@ -121,13 +121,20 @@ def _store_down(exc: BaseException | None) -> bool:
     return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError))
 
 
+def _store_full(exc: BaseException | None) -> bool:
+    """Redis at its ``maxmemory`` refuses writes (policy ``noeviction``: it never drops another
+    user's ticket or session to make room)."""
+    return isinstance(exc, redis.exceptions.OutOfMemoryError) or (
+        isinstance(exc, redis.exceptions.ResponseError) and "maxmemory" in str(exc))
+
+
 class QRHandler(QRHandlerMixin, BaseHandler):
-    """Base of the app's HTTP handlers: a Redis outage is a JSON 503, not a traceback."""
+    """Base of the app's HTTP handlers: a Redis outage or a full Redis is a JSON 503, not a traceback."""
 
     def log_exception(self, typ, value, tb) -> None:
-        if _store_down(value):
-            logging.getLogger("servers.qrlogin").warning("%s %s: Redis unreachable: %s", self.request.method,
-                                                         self.request.path, value)
+        if _store_down(value) or _store_full(value):
+            logging.getLogger("servers.qrlogin").warning("%s %s: Redis %s: %s", self.request.method, self.request.path,
+                                                         "full" if _store_full(value) else "unreachable", value)
         else:
             super().log_exception(typ, value, tb)
 
@@ -137,4 +144,8 @@ class QRHandler(QRHandlerMixin, BaseHandler):
             self.set_status(503)
             kwargs["exc_info"] = (ApiError, ApiError(503, "store_unavailable", "The shared store (Redis) is not "
                                                      "reachable right now; try again."), None)
+        elif _store_full(exc):
+            self.set_status(503)
+            kwargs["exc_info"] = (ApiError, ApiError(503, "store_full", "The shared store (Redis) is full and takes "
+                                                     "no new logins right now; try again later."), None)
         super().write_error(status_code, **kwargs)

@@ -57,10 +57,12 @@ How each fix plugs in (a subclass in ``servers/qrlogin/fixes/<name>.py``, made b
     hub is local (its :class:`Fix` knows how to start it); app servers' ``publish`` POSTs the
     event to the tier's ``/internal/publish`` with the shared secret.
 ``streams``
-    ``publish`` = ``XADD <ns>:stream:<id> * event <JSON>`` (plus a notification to the holder:
-    a blocking ``XREAD`` loop per subscribed ticket, started in ``on_first_subscriber``);
+    ``publish`` = ``XADD <ns>:stream:<id> <version>-0 event <JSON>`` (inside the transition
+    script), read by one blocking ``XREAD`` per server over every ticket subscribed there
+    (``on_first_subscriber`` adds the ticket to it);
     ``history(id, after)`` returns every event with version > after from the stream, so a change
-    made while the browser was reconnecting is replayed on resume.
+    made while the browser was reconnecting is replayed on resume; a resume the stream cannot
+    honour starts with a gap notice (``{"type": "gap", ...}``, which channels send as they are).
 
 Hooks a subclass overrides: ``start``, ``stop`` (call ``super().stop()``), ``routes``, ``publish``,
 ``history``, ``on_first_subscriber``, ``on_last_unsubscribe``. Shared, for every fix to use rather
@@ -115,6 +117,11 @@ class Subscription:
 
     ``deliver(event)`` passes the event to the channel's callback only if its version is newer
     than anything delivered before (returns whether it did). Calling the object unsubscribes.
+
+    A *notice* (a dict with ``type`` and no ``version``: the ``streams`` fix's gap notice, when a
+    resume cannot be honoured) always passes, and moves the channel to just before its ``first``
+    version, the one that follows it: forward past what the log no longer has, or back, for a
+    ``reset`` (the channel's version was never this ticket's).
     """
 
     def __init__(self, hub: "PushHub", ticket: str, callback: Callable[[Event], Any], after: int = 0) -> None:
@@ -125,9 +132,15 @@ class Subscription:
         self.closed = False
 
     def deliver(self, event: Event) -> bool:
-        if self.closed or int(event["version"]) <= self.last_version:
+        if self.closed:
             return False
-        self.last_version = int(event["version"])
+        if "version" not in event:  # a notice (see above), e.g. {"type": "gap", "first": 5, ...}
+            first = int(event["first"]) - 1
+            self.last_version = first if event.get("reset") else max(self.last_version, first)
+        elif int(event["version"]) <= self.last_version:
+            return False
+        else:
+            self.last_version = int(event["version"])
         try:
             self.callback(event)
         except Exception:  # one broken channel must not stop delivery to the others

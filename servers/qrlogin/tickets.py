@@ -19,6 +19,10 @@ One Redis hash per ticket, ``<ns>:ticket:<id>``:
 ``created_by`` the server that created it (shown in lessons)
 =============  ===================================================================
 
+Per client address, a sorted set ``<ns>:tickets_of:<address>`` holds the ids of the address's
+tickets scored by their expiry, so every server of a cluster counts the same live tickets against
+``max_tickets_per_address`` (``servers.limits``): one client cannot fill the store with tickets.
+
 The key lives ``ttl + grace`` seconds: after ``expires_at`` it is a tombstone for ``grace``
 seconds, so the API can tell an expired ticket (410) from one that never existed (404). A ticket
 past ``expires_at`` is moved to ``expired`` (a new version, so it is pushed like any change) by
@@ -41,7 +45,8 @@ from typing import Any, Callable
 STATES = ("pending", "scanned", "confirmed", "redeemed", "expired")
 TERMINAL = ("redeemed", "expired")
 
-__all__ = ["STATES", "TERMINAL", "Ticket", "TicketStore", "ChangeLog", "TransitionRefused", "new_ticket_id", "fingerprint"]
+__all__ = ["STATES", "TERMINAL", "Ticket", "TicketStore", "ChangeLog", "TransitionRefused", "TooManyTickets",
+           "new_ticket_id", "fingerprint"]
 
 
 def new_ticket_id() -> str:
@@ -92,6 +97,16 @@ class ChangeLog:
     key: Callable[[str], str]
     maxlen: int
     ttl_ms: int
+
+
+class TooManyTickets(Exception):
+    """The client address already holds its maximum of live tickets; ``retry_after`` is the number of
+    seconds until its oldest one expires and frees a place."""
+
+    def __init__(self, limit: int, retry_after: float) -> None:
+        super().__init__(f"more than {limit} live tickets")
+        self.limit = limit
+        self.retry_after = retry_after
 
 
 class TransitionRefused(Exception):
@@ -179,18 +194,39 @@ class TicketStore:
             log = [ticket_id, str(self.log.maxlen), str(self.log.ttl_ms)]
         return self._transition(keys=keys, args=[*args[:5], *log, *args[5:]])
 
-    async def create(self, *, bind_secret: str, ip: str, ua: str, scan_url_for, created_by: str) -> Ticket:
-        """A new pending ticket (version 1). ``scan_url_for(id)`` builds the URL the QR encodes."""
+    def owned_key(self, address: str) -> str:
+        return f"{self.namespace}:tickets_of:{address}"
+
+    async def create(self, *, bind_secret: str, ip: str, ua: str, scan_url_for, created_by: str,
+                     max_per_address: int | None = None) -> Ticket:
+        """A new pending ticket (version 1). ``scan_url_for(id)`` builds the URL the QR encodes.
+
+        With ``max_per_address``, raises :class:`TooManyTickets` when address ``ip`` already holds
+        that many tickets that have not expired (counted in the same transaction that stores the
+        ticket; a refused ticket is removed again at once, and nobody ever saw its id).
+        """
         ticket_id = new_ticket_id()
         now = time.time()
         raw = {"state": "pending", "version": "1", "at": repr(now), "created_at": repr(now),
                "expires_at": repr(now + self.ttl), "bind": fingerprint(bind_secret), "ip": ip, "ua": ua[:300],
                "user": "", "scan_url": scan_url_for(ticket_id), "created_by": created_by}
-        key = self.key(ticket_id)
+        key, owned = self.key(ticket_id), self.owned_key(ip)
         async with self.redis.pipeline(transaction=True) as pipe:
+            if max_per_address is not None:
+                pipe.zremrangebyscore(owned, "-inf", repr(now))  # expired tickets free their places
+                pipe.zadd(owned, {ticket_id: now + self.ttl})
+                pipe.zcard(owned)
+                pipe.pexpire(owned, int(self.ttl * 1000) + 1000)
             pipe.hset(key, mapping=raw)
             pipe.pexpire(key, int((self.ttl + self.grace) * 1000))
-            await pipe.execute()
+            results = await pipe.execute()
+        if max_per_address is not None and results[2] > max_per_address:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.zrem(owned, ticket_id)
+                pipe.delete(key)
+                pipe.zrange(owned, 0, 0, withscores=True)
+                oldest = (await pipe.execute())[2]
+            raise TooManyTickets(max_per_address, (oldest[0][1] - now) if oldest else self.ttl)
         return Ticket.from_hash(ticket_id, raw)
 
     async def get(self, ticket_id: str) -> tuple[Ticket | None, dict | None]:

@@ -11,7 +11,8 @@ resumes after ``Last-Event-ID`` (or ``?lastEventId=``), with the feed server's `
 heartbeats and resume rule (:mod:`servers.eventstream`); the WebSocket does the same with
 ``?after=v`` on connect (and replays on ``{"after": v}``). A channel ends after a terminal
 state (``redeemed``, ``expired``); an SSE reconnect after the end gets 204, which tells the
-browser to stop reconnecting.
+browser to stop reconnecting. A resume the ``streams`` fix's log cannot honour starts with its
+gap notice (``event: gap`` on SSE, ``{"type": "gap"}`` on the WebSocket; see that fix).
 """
 from __future__ import annotations
 
@@ -22,12 +23,21 @@ from servers.eventstream import HEARTBEAT_COMMENT, EventStreamMixin
 from servers.qrlogin.base import TICKET_ID, QRHandler, QRHandlerMixin
 from servers.qrlogin.tickets import STATES, TERMINAL
 from servers.limits import LimitedWebSocketMixin, holds_connection
+from servers.outbox import Outbox, Sender
 from servers.web import ApiError, BaseHandler, BaseWebSocketHandler, loads_json
 from servers.wire.sse import encode_event
 
 
+HEARTBEAT = object()  # an SSE outbox item: a comment line, after sse_heartbeat_s of silence
+
+
 def sse_message(event: dict) -> bytes:
-    """One SSE message: ``id: <version>`` and the event as JSON in one ``data:`` line."""
+    """One SSE message: ``id: <version>`` and the event as JSON in one ``data:`` line. A notice
+    (``type``, no version: the ``streams`` fix's gap) is a named event without ``id:``, so it
+    does not move the browser's Last-Event-ID."""
+    if "version" not in event:
+        notice = {k: v for k, v in event.items() if k != "type"}
+        return encode_event(json.dumps(notice, separators=(",", ":")), event=event["type"])
     return encode_event(json.dumps(event, separators=(",", ":")), id=event["version"])
 
 
@@ -90,12 +100,19 @@ class LongPollHandler(QRHandler):
 
 
 class EventsHandler(EventStreamMixin, QRHandler):
-    """``GET /api/tickets/{id}/events``: Server-Sent Events, one message per state change."""
+    """``GET /api/tickets/{id}/events``: Server-Sent Events, one message per state change.
+
+    Written through a bounded outbox (:mod:`servers.outbox`): a browser that reads nothing while
+    more than ``outbox_limit`` messages wait is dropped (``push.stats["dropped_slow"]``) and
+    resumes with ``Last-Event-ID`` when it reconnects, instead of growing the server's memory.
+    """
 
     cache_control = "no-store"  # login state: kept out of every cache, as on all of this app's routes
     sub = None
     done: asyncio.Future | None = None
     expiry = None
+    outbox: Outbox | None = None
+    sender: Sender | None = None
 
     @holds_connection("sse")  # 429 beyond max_connections_per_address (servers.limits)
     async def get(self, ticket_id: str) -> None:
@@ -108,38 +125,59 @@ class EventsHandler(EventStreamMixin, QRHandler):
             return
         self.done = asyncio.get_running_loop().create_future()
         self.begin_event_stream()  # headers and the retry: line (servers.eventstream)
+        self.outbox = Outbox(self.settings["outbox_limit"])
+        self.sender = Sender(self.outbox, self._write, lambda error: self._end(False))
         self.sub = self.qr.push.subscribe(ticket_id, self.send_event, after=last)
         for event in await self.qr.push.history(ticket_id, last):
             self.sub.deliver(event)
         if not self.done.done():
-            self.flush_quietly()
+            self.flush_quietly()  # the head and the retry: line, even with nothing to send yet
             self.expiry = self.schedule_expiry(ticket)
             self.start_heartbeats(self.send_heartbeat)
         await self.done
         self.cleanup()  # Tornado finishes the response when get() returns, unless it is finished
 
     def send_event(self, event: dict) -> None:
-        if self.done is None or self.done.done():
+        if self.done is None or self.done.done() or self.sender is None:
             return
-        self.write(sse_message(event))
-        self.wrote()
-        if event["state"] in TERMINAL:
-            self.done.set_result(True)  # finish() flushes
-        else:
-            self.flush_quietly()
+        if not self.sender.send(event):
+            self.drop_too_slow()
 
     def send_heartbeat(self) -> None:
+        if self.done is not None and not self.done.done() and self.sender is not None:
+            if not self.sender.send(HEARTBEAT):
+                self.drop_too_slow()
+
+    def _write(self, item) -> "asyncio.Future | None":
+        """Write one outbox item; the future of its flush, or None for the last event (the response
+        then ends, and Tornado's finish() flushes it)."""
+        self.write(HEARTBEAT_COMMENT if item is HEARTBEAT else sse_message(item))
+        self.wrote()
+        if item is not HEARTBEAT and item.get("state") in TERMINAL:
+            self._end(True)
+            return None
+        return self.flush()
+
+    def drop_too_slow(self) -> None:
+        """More than ``outbox_limit`` messages wait for this browser: drop the connection at once."""
+        self.qr.push.stats["dropped_slow"] += 1
+        self._end(False)
+        stream = self.request.connection.stream
+        if stream is not None:
+            stream.close()
+
+    def _end(self, finished: bool) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
         if self.done is not None and not self.done.done():
-            self.write(HEARTBEAT_COMMENT)
-            self.flush_quietly()
+            self.done.set_result(finished)
 
     def flush_quietly(self) -> None:
         future = self.flush()
         future.add_done_callback(lambda f: f.exception())  # a closed stream is handled by on_connection_close
 
     def on_connection_close(self) -> None:
-        if self.done is not None and not self.done.done():
-            self.done.set_result(False)
+        self._end(False)
         self.cleanup()
 
     def cleanup(self) -> None:
@@ -159,12 +197,15 @@ class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHa
     An unknown ticket is a JSON 404 before the upgrade. A cross-site Origin is accepted at the
     handshake and then closed with 1008 (policy), as the contract says, before anything is sent;
     so is a handshake that carries the app's cookies but no Origin (browsers always send one).
-    Non-JSON or unknown messages close with 1003; messages over 64 KiB with 1009 (Tornado).
+    Non-JSON or unknown messages close with 1003; messages over 64 KiB with 1009 (Tornado); a text
+    message that is not UTF-8 with 1007 (``servers.web``).
     """
 
     sub = None
     expiry = None
     ticket_id = ""
+    outbox: Outbox | None = None
+    sender: Sender | None = None
 
     def check_origin(self, origin: str) -> bool:
         return True  # checked in open() so the refusal is a close 1008, not a bare 403
@@ -183,6 +224,10 @@ class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHa
             self.close(1008, refusal)
             return
         self.set_nodelay(True)
+        # Through a bounded outbox (servers.outbox): a browser that reads nothing while more than
+        # outbox_limit messages wait (replays it asked for included) is closed with 1008.
+        self.outbox = Outbox(self.settings["outbox_limit"])
+        self.sender = Sender(self.outbox, self._write, lambda error: None)  # a failed write: on_close follows
         self.sub = self.qr.push.subscribe(ticket_id, self.send_event, after=self.after)
         for event in await self.qr.push.history(ticket_id, self.after):
             self.sub.deliver(event)
@@ -192,11 +237,23 @@ class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHa
             self.expiry = self.schedule_expiry(self.ticket)
 
     def send_event(self, event: dict) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
+        if self.ws_connection is None or self.ws_connection.is_closing() or self.sender is None:
             return
-        self.write_message(json.dumps(event, separators=(",", ":"))).add_done_callback(lambda f: f.exception())
-        if event["state"] in TERMINAL:
+        if not self.sender.send(event) and not self.outbox.closed:
+            self.qr.push.stats["dropped_slow"] += 1
+            self.outbox.close()
+            self.close(1008, f"too slow: more than {self.outbox.limit} messages waiting")
+
+    def _write(self, event: dict) -> "asyncio.Future | None":
+        """Write one message; the future of its write (the outbox holds the next ones until then)."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return None
+        future = self.write_message(json.dumps(event, separators=(",", ":")))
+        future.add_done_callback(lambda f: f.exception())  # a closed socket is handled by on_close
+        if event.get("state") in TERMINAL:
+            self.outbox.close()
             self.close(1000, event["state"])
+        return future
 
     async def on_message(self, message) -> None:
         if self.message_too_big(message):  # closing with 1009
@@ -221,6 +278,8 @@ class TicketSocketHandler(LimitedWebSocketMixin, QRHandlerMixin, BaseWebSocketHa
             self.sub.deliver(event)
 
     def on_close(self) -> None:
+        if self.outbox is not None:
+            self.outbox.close()
         if self.sub is not None:
             self.sub.close()
         if self.expiry is not None:

@@ -5,23 +5,17 @@ descriptors. Read from our own process those would mix the server with the clien
 notebook, so the feed runs as ``python -m servers feed --port 0`` and ``psutil`` reads that
 process alone. :func:`raise_open_file_limit` lifts the descriptor limit first (the child
 inherits it), so an idle test with hundreds of connections measures the server, not the limit.
+The child dies with the kernel, even a killed one (``servers.process``, ``servers.lifeline``).
 """
 from __future__ import annotations
 
-import resource
 from typing import Any
 
 from servers import runtime
+from servers.bounds import raise_open_file_limit
 from servers.process import ServerProcess
 
-
-def raise_open_file_limit() -> int:
-    """Raise this process's soft RLIMIT_NOFILE to the hard limit (children inherit it); returns it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if hard != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    return soft
+__all__ = ["FeedProcess", "raise_open_file_limit"]
 
 
 class FeedProcess:
@@ -35,7 +29,7 @@ class FeedProcess:
         raise_open_file_limit()
         self.name = name
         self._proc = ServerProcess(["feed", "--port", "0", "--name", name, "--buffer-size", str(buffer_size)],
-                                   name, timeout=timeout, die_with_parent=True)
+                                   name, timeout=timeout)
         self.process = self._proc.process
         self.info = self._proc.info
         self.url: str = self._proc.url

@@ -1,9 +1,16 @@
-"""The scaffolding of lesson 08's exercise: write a pub/sub fix of your own and run it on two servers.
+"""The scaffolding of lesson 08's exercise: write a pub/sub fix of your own and run it on real servers.
 
-:class:`PubSubExerciseBase` does the Redis plumbing so the learner writes only the two halves
-that are the fix (``publish`` and ``on_message``); :func:`start_pair` starts two servers with
-that hub on one Redis, and :func:`login_across` runs the bug's story across them (browser on
-one, phone on the other). Short on purpose: the exercise asks the learner to read it.
+:class:`PubSubExerciseBase` does the Redis plumbing of a pub/sub backplane, so that the learner
+writes only the decisions that *are* the fix: which Redis channel carries a ticket's events
+(``channel_of``), when a server listens to it (``on_first_channel`` / ``on_last_channel``), what
+a change publishes (``publish``) and what a message delivers (``on_message``). Those decisions
+are also where the typical mistakes live (one global channel every server hears, a server that
+never stops listening), and the exercise's tests look at them from outside: how many messages an
+uninvolved server received, what a server still listens to after its browser left.
+
+:func:`start_pair` starts servers with such a hub on one Redis, and :func:`login_across` runs the
+bug's story across two of them (browser on one, phone on the other). Short on purpose: the
+exercise asks the learner to read it.
 """
 from __future__ import annotations
 
@@ -16,38 +23,106 @@ from servers.qrlogin.push import Event, PushHub
 
 
 class PubSubExerciseBase(PushHub):
-    """The plumbing of a pattern-subscribed pub/sub backplane (Socket.IO's classic Redis adapter
-    shape): ``start`` ``PSUBSCRIBE``s ``<ns>:events:*`` and a reader task hands every message's
-    data to :meth:`on_message`. A subclass writes the two halves: :meth:`publish` and
-    :meth:`on_message`.
+    """The plumbing of a pub/sub backplane: one Redis subscriber connection per server.
+
+    - :meth:`listen` / :meth:`unlisten` ``SUBSCRIBE`` / ``UNSUBSCRIBE`` a Redis channel on it and
+      return once Redis has confirmed (``self.listening`` is the set of confirmed channels);
+    - a reader task calls :meth:`on_message` with the data (a ``str``) of every message on a
+      channel this server listens to, counted in ``stats["messages_in"]`` (an exception there is
+      counted in ``stats["on_message_errors"]``, and the reader goes on); :meth:`drained` waits
+      until every message published so far has been read;
+    - the first browser channel for a ticket opening on this server calls
+      :meth:`on_first_channel`, the last one closing calls :meth:`on_last_channel`, one at a time
+      in order; after ``on_first_channel`` the ticket is read once from Redis and a newer state
+      delivered (the *catch-up*: a change published before the subscription took effect is not lost).
+
+    A subclass writes ``channel_of``, ``on_first_channel``, ``on_last_channel``, ``publish`` and
+    ``on_message``.
     """
 
     name = "exercise_pubsub"
 
     def __init__(self, app: Any) -> None:
         super().__init__(app)
-        self.pattern = f"{app.namespace}:events:*"
+        self.listening: set[str] = set()
         self._pubsub = None
         self._reader: asyncio.Task | None = None
+        self._hook_order = asyncio.Lock()  # hooks run one at a time, in the order they were asked for
+        self._pending_hooks = 0
+        self._drains = 0   # markers sent through this server's own channel ...
+        self._drained = 0  # ... and read back by the reader
+        # Subscribed from the start so the reader always has a connection to block on.
+        self.control_channel = f"{app.namespace}:exercise-servers:{app.name}"
 
-    def channel_of(self, ticket: str) -> str:
-        """The Redis channel of one ticket's events: ``<ns>:events:<ticket>`` (matched by the pattern)."""
-        return f"{self.app.namespace}:events:{ticket}"
+    # -- what the learner writes ----------------------------------------------------------------
+
+    def channel_of(self, ticket: str) -> str:  # pragma: no cover - the exercise
+        raise NotImplementedError("the Redis channel that carries this ticket's events")
+
+    async def on_first_channel(self, ticket: str) -> None:  # pragma: no cover - the exercise
+        raise NotImplementedError("the first browser channel for this ticket opened here")
+
+    async def on_last_channel(self, ticket: str) -> None:  # pragma: no cover - the exercise
+        raise NotImplementedError("the last browser channel for this ticket here closed")
+
+    async def publish(self, ticket: str, event: Event) -> None:  # pragma: no cover - the exercise
+        raise NotImplementedError("publish the event on the ticket's Redis channel")
+
+    def on_message(self, data: str) -> None:  # pragma: no cover - the exercise
+        raise NotImplementedError("hand the event in data to this server's channels")
+
+    # -- the plumbing ---------------------------------------------------------------------------
+
+    async def listen(self, channel: str, timeout: float = 5.0) -> None:
+        """``SUBSCRIBE channel`` on this server's subscriber connection; returns once Redis confirmed."""
+        await self._pubsub.subscribe(channel)
+        await self.wait_until(lambda: channel in self.listening, timeout)
+
+    async def unlisten(self, channel: str, timeout: float = 5.0) -> None:
+        """``UNSUBSCRIBE channel``; returns once Redis confirmed that this server no longer listens."""
+        await self._pubsub.unsubscribe(channel)
+        await self.wait_until(lambda: channel not in self.listening, timeout)
+
+    async def settled(self, timeout: float = 5.0) -> None:
+        """Return once every channel opened or closed so far has had its hook run (a test waits on it)."""
+        await self.wait_until(lambda: self._pending_hooks == 0, timeout)
+
+    async def drained(self, timeout: float = 5.0) -> None:
+        """Return once every message published (anywhere) before this call has reached this server's
+        reader, if it was to reach it at all: Redis delivers a connection's messages in the order it
+        executed the ``PUBLISH`` commands, so a marker published now on this server's own channel
+        arrives after all of them. A test waits on it before counting what a server received."""
+        self._drains += 1
+        marker = self._drains
+        await self.app.redis.publish(self.control_channel, f"drain:{marker}")
+        await self.wait_until(lambda: self._drained >= marker, timeout)
 
     async def start(self) -> None:
         self._pubsub = self.app.redis.pubsub()
-        await self._pubsub.psubscribe(self.pattern)
+        await self._pubsub.subscribe(self.control_channel)
         while True:  # subscribed for real (Redis confirmed it) before the first request
             message = await self._pubsub.get_message(timeout=5)
             if message is None:
-                raise RuntimeError(f"Redis did not confirm PSUBSCRIBE {self.pattern} within 5 s")
-            if message["type"] == "psubscribe":
+                raise RuntimeError(f"Redis did not confirm SUBSCRIBE {self.control_channel} within 5 s")
+            if message["type"] == "subscribe":
                 break
-        self._reader = asyncio.create_task(self._read(), name=f"{self.app.name}:exercise-reader")
+        self._reader = self.spawn(self._read(), "exercise-reader")
 
     async def _read(self) -> None:
         async for message in self._pubsub.listen():
-            if message.get("type") == "pmessage":
+            kind, channel = message.get("type"), message.get("channel")
+            if channel == self.control_channel:
+                if kind == "message" and str(message.get("data", "")).startswith("drain:"):
+                    self._drained = max(self._drained, int(message["data"].split(":", 1)[1]))
+                    self.wake_waiters()
+                continue
+            if kind == "subscribe":
+                self.listening.add(channel)
+                self.wake_waiters()
+            elif kind == "unsubscribe":
+                self.listening.discard(channel)
+                self.wake_waiters()
+            elif kind in ("message", "pmessage"):
                 self.stats["messages_in"] += 1
                 try:
                     self.on_message(message["data"])
@@ -55,21 +130,42 @@ class PubSubExerciseBase(PushHub):
                     self.stats["on_message_errors"] += 1
                     self.stats[f"error: {exc!r}"[:120]] += 1
 
+    def on_first_subscriber(self, ticket: str) -> None:
+        self._queue_hook("first", ticket)
+
+    def on_last_unsubscribe(self, ticket: str) -> None:
+        self._queue_hook("last", ticket)
+
+    def _queue_hook(self, which: str, ticket: str) -> None:
+        if self._reader is not None and not self.stopped:
+            self._pending_hooks += 1
+            self.spawn(self._run_hook(which, ticket), f"exercise-on-{which}-channel")
+
+    async def _run_hook(self, which: str, ticket: str) -> None:
+        """Run one of the learner's hooks; the lock is fair, so hooks run in the order channels came and went."""
+        try:
+            async with self._hook_order:
+                if which == "first":
+                    await self.on_first_channel(ticket)
+                    await self.catch_up(ticket)
+                else:
+                    await self.on_last_channel(ticket)
+        except Exception as exc:
+            self.stats["hook_errors"] += 1
+            self.stats[f"error in on_{which}_channel: {exc!r}"[:120]] += 1
+        finally:
+            self._pending_hooks -= 1
+            self.wake_waiters()
+
     async def stop(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            await asyncio.gather(self._reader, return_exceptions=True)
+        # PushHub.stop, with shorter waits: the app gives its whole shutdown 5 s.
+        self.stopped = True
+        await self.cancel(self.tasks, timeout=1.5)  # the reader and any hook still running
         if self._pubsub is not None:
             try:
-                await asyncio.wait_for(self._pubsub.aclose(), 2)
+                await asyncio.wait_for(self._pubsub.aclose(), 1.5)
             except Exception:
                 pass
-
-    async def publish(self, ticket: str, event: Event) -> None:  # pragma: no cover - the exercise
-        raise NotImplementedError("publish the event on the ticket's Redis channel")
-
-    def on_message(self, data: str) -> None:  # pragma: no cover - the exercise
-        raise NotImplementedError("hand the event in data to this server's channels")
 
 
 def start_with_hub(name: str, hub_class: type, redis_url: str, **settings: Any):
@@ -83,7 +179,7 @@ def start_with_hub(name: str, hub_class: type, redis_url: str, **settings: Any):
 
 
 def start_pair(hub_class: type, redis_url: str, names: Sequence[str] = ("A", "B"), **settings: Any) -> list[Any]:
-    """Servers (A and B) with the same hub class on one Redis: a two-server cluster without a balancer."""
+    """Servers (A and B, or ``names``) with the same hub class on one Redis: a cluster without a balancer."""
     return [start_with_hub(name, hub_class, redis_url, **settings) for name in names]
 
 

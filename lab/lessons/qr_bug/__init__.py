@@ -23,12 +23,15 @@ think time before the scan and before the confirm) with a seeded random generato
 - :func:`clients_and_servers`: which servers each client was sent to (stickiness pins clients).
 - :func:`start_cluster_with_route` / :func:`use_route`: plug a plain function
   ``route(path, query, backends) -> backend`` into our balancer (the exercise's ticket_hash).
+- :func:`call_in_fresh_process`: call such a function again in a new Python process with another
+  ``PYTHONHASHSEED`` (a policy must route a ticket the same way in every process).
 
 One module per topic: :mod:`~lab.lessons.qr_bug.addresses` (each user's own addresses, and
 who a routing-log address is), :mod:`~lab.lessons.qr_bug.logins` (one user's login, many
 users, the test-bench pattern), :mod:`~lab.lessons.qr_bug.success` (success against N and the
-meeting check), :mod:`~lab.lessons.qr_bug.routing_log` (reading where requests went) and
-:mod:`~lab.lessons.qr_bug.route_function` (a policy written as a plain function).
+meeting check), :mod:`~lab.lessons.qr_bug.routing_log` (reading where requests went),
+:mod:`~lab.lessons.qr_bug.route_function` (a policy written as a plain function) and
+:mod:`~lab.lessons.qr_bug.other_process` (the same function run in another process).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ from lab.lessons.qr_bug.logins import (CHANNEL_ROUTES, COLUMNS, isolated_logins,
 # long poll when the confirm came, from the routing log.
 from lab.lessons.qr_bug.logins import _fill_held_channels as _fill_held_channels
 from lab.lessons.qr_bug.logins import _held_channels as _held_channels
+from lab.lessons.qr_bug.other_process import call_in_fresh_process, function_source
 from lab.lessons.qr_bug.route_function import FunctionRouter, RouteFunction, start_cluster_with_route, use_route
 from lab.lessons.qr_bug.routing_log import browser_and_phone, clients_and_servers, login_trace, pinning
 from lab.lessons.qr_bug.success import (meeting_table, plot_success_vs_servers, success_table, success_vs_servers,
@@ -49,4 +53,4 @@ __all__ = ["TRANSPORTS", "CHANNEL_ROUTES", "theory", "user_addresses", "who", "u
            "traffic", "isolated_logins", "open_login_page", "success_vs_servers", "success_table",
            "plot_success_vs_servers", "meeting_table", "login_trace", "browser_and_phone", "pinning",
            "clients_and_servers", "FunctionRouter", "use_route", "start_cluster_with_route", "COLUMNS",
-           "BROWSER_OCTETS", "PHONE_OCTETS", "RouteFunction"]
+           "BROWSER_OCTETS", "PHONE_OCTETS", "RouteFunction", "call_in_fresh_process", "function_source"]

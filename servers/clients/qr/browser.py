@@ -76,6 +76,11 @@ class Channel:
 
     ``events`` lists every event seen (each stamped ``received_at``); ``served_by`` is the server
     holding the channel (for poll and long poll: the one that answered last).
+
+    ``gaps`` lists the gap notices received: a resume the server could not honour (the
+    ``streams`` fix's log no longer had what came after our version; its module docstring). The
+    channel then does what the login page does: it does not trust what it showed, reloads the
+    state (``GET /api/tickets/{id}``, ``reloads`` counts them) and goes on from the notice's ``first``.
     """
 
     def __init__(self, browser: AsyncBrowser, ticket: str) -> None:
@@ -86,6 +91,9 @@ class Channel:
         self.version = 0
         self.state: str | None = None
         self.closed = False
+        self.gaps: list[dict[str, Any]] = []
+        self.reloads = 0
+        self._reload: asyncio.Task | None = None
         self._queue: asyncio.Queue = asyncio.Queue()
 
     async def open(self) -> None:  # pragma: no cover - per transport
@@ -102,6 +110,21 @@ class Channel:
         self.version, self.state = int(event["version"]), event["state"]
         self.events.append(event)
         self._queue.put_nowait(event)
+
+    def _gap(self, notice: dict[str, Any]) -> None:
+        """A gap notice arrived: move to just before ``first`` and reload the state."""
+        self.gaps.append({**notice, "received_at": time.time()})
+        first = int(notice["first"]) - 1
+        self.version = first if notice.get("reset") else max(self.version, first)
+        if self._reload is None or self._reload.done():
+            self._reload = asyncio.ensure_future(self._reload_state())
+            self._reload.add_done_callback(lambda f: f.cancelled() or f.exception())  # a failed reload stays quiet
+
+    async def _reload_state(self) -> None:
+        body = await self.browser.state(self.ticket)
+        self.reloads += 1
+        if not self.closed:
+            self._got({k: v for k, v in body.items() if k != "served_by"})
 
     async def _produce(self) -> None:
         """Poll-style channels fetch on demand; streaming ones push into the queue by themselves."""
@@ -148,6 +171,8 @@ class Channel:
 
     async def close(self) -> None:
         self.closed = True
+        if self._reload is not None:
+            self._reload.cancel()
 
 
 class PollChannel(Channel):
@@ -243,7 +268,10 @@ class SSEChannel(Channel):
         try:
             async for data in self._request.chunks():
                 for event in parser.feed(data):
-                    self._got(json.loads(event.data))
+                    if event.event == "gap":  # the named SSE event's data has no "type"
+                        self._gap({"type": "gap", **json.loads(event.data)})
+                    else:
+                        self._got(json.loads(event.data))
         except ValueError:
             pass
         finally:
@@ -279,7 +307,11 @@ class WSChannel(Channel):
         await self.next(None)  # the first message: the current state (EOFError if closed at once)
 
     def _on_message(self, message: str | bytes | None) -> None:
-        self._got(None if message is None else json.loads(message))
+        event = None if message is None else json.loads(message)
+        if isinstance(event, dict) and event.get("type") == "gap":
+            self._gap(event)
+        else:
+            self._got(event)
 
     async def send_after(self, version: int) -> None:
         await self.conn.write_message(json.dumps({"after": int(version)}))

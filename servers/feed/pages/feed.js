@@ -30,6 +30,7 @@ function show(message) {
     const latency = ((message.received_at - message.sent_at) * 1000).toFixed(1);
     li.textContent = `#${message.seq}  ${JSON.stringify(message.data)}  (${latency} ms)`;
   } else {
+    if (message.type === 'gap' && message.reset) window.lastSeq = message.first - 1;  // a restarted feed: seqs start again
     li.textContent = `[${message.type}] ${JSON.stringify(message)}`;
     li.className = 'notice';
   }

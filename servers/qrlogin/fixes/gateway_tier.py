@@ -65,7 +65,7 @@ from servers.qrlogin.push import PushHub
 from servers.qrlogin.tickets import TicketStore
 from servers.qrlogin.transports import EventsHandler, LongPollHandler, TicketSocketHandler
 from servers.process import ServerProcess
-from servers.redisproc import shared_redis_url
+from servers.redisproc import redacted, shared_redis_url
 from servers.runtime import ServerApp, ServerHandle, serve
 from servers.settings import QRLOGIN_DEFAULTS, merge_settings
 
@@ -114,7 +114,7 @@ class GatewayApp(ServerApp):
         return self.internal.value
 
     def __repr__(self) -> str:
-        return f"<GatewayApp {self.name} {self.url} redis={self.redis_url}>"
+        return f"<GatewayApp {self.name} {self.url} redis={redacted(self.redis_url)}>"
 
     @property
     def announced_url(self) -> str:
@@ -179,9 +179,11 @@ def start_gateway(name: str = "gateway", redis_url: str | None = None, host: str
 def gateway_process(name: str, redis_url: str, host: str = "127.0.0.1",
                     trusted_proxies: tuple[str, ...] = ()) -> ServerProcess:
     """The push tier as a child process (``python -m servers gateway``), what
-    ``start_cluster(..., processes=True, fix="gateway")`` runs."""
-    return ServerProcess(["gateway", "--port", "0", "--host", host, "--name", name, "--redis", redis_url,
-                          *[arg for proxy in trusted_proxies for arg in ("--trusted-proxy", proxy)]], name)
+    ``start_cluster(..., processes=True, fix="gateway")`` runs. The Redis URL (with its password)
+    goes in the child's environment, not on its command line, which every local user can read."""
+    return ServerProcess(["gateway", "--port", "0", "--host", host, "--name", name,
+                          *[arg for proxy in trusted_proxies for arg in ("--trusted-proxy", proxy)]], name,
+                         env={"REDIS_URL": redis_url})
 
 
 def start_push_tier(redis_url: str, *, processes: bool = False, host: str = "127.0.0.1", name: str = "GW",

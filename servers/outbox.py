@@ -1,8 +1,9 @@
-"""A bounded outbox per push connection: the slow-consumer policy in one place.
+"""A bounded outbox per push connection: the slow-consumer policy in one place, for both servers.
 
 Tornado's write buffer is unbounded: a server that writes every event to a client that reads
-slowly keeps every unread byte in memory. So each push connection (SSE, WebSocket, STOMP) gets
-an :class:`Outbox` of at most ``outbox_limit`` messages (an application setting, default 1000),
+slowly keeps every unread byte in memory. So each push connection (the feed's SSE, WebSocket and
+STOMP, the QR-login app's SSE and WebSocket) gets an :class:`Outbox` of at most ``outbox_limit``
+messages (an application setting: 1000 on the feed, 100 on a login channel),
 and the next message is written only when the last one has left Tornado's buffer, so at most
 one message sits there at a time. Messages wait in the outbox only while the socket takes no
 more (the client's receive window and the kernel's buffers are full). When the outbox is full

@@ -1,0 +1,26 @@
+# cell: lp_handler
+# expect: wrong
+# question: lp_handler_tests
+# concept: ignores the cursor: answers with every stored event instead of those after `after`
+class CursorLongPollHandler(BaseHandler):
+    waiter = None
+
+    async def get(self):
+        app = self.application
+        after = self.int_argument("after", default=0, minimum=0)
+        timeout = self.float_argument("timeout", default=30.0, minimum=0.0)
+        if not app.since(after):
+            self.waiter = app.wait_for_event()
+            try:
+                await asyncio.wait_for(self.waiter, timeout)
+            except asyncio.TimeoutError:
+                pass
+            except asyncio.CancelledError:
+                return
+            finally:
+                app.waiters.discard(self.waiter)
+        self.write_json({"events": app.events})
+
+    def on_connection_close(self):
+        if self.waiter is not None:
+            self.waiter.cancel()

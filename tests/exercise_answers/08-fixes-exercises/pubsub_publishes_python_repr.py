@@ -1,0 +1,24 @@
+# cell: pubsub_hub
+# expect: wrong
+# question: pubsub_hub_tests
+# concept: publishes str(event), a Python repr that is not JSON, so every server drops it as junk
+class MyPubSubHub(PubSubExerciseBase):
+    def channel_of(self, ticket):
+        return f"{self.app.namespace}:events:{ticket}"
+
+    async def on_first_channel(self, ticket):
+        await self.listen(self.channel_of(ticket))
+
+    async def on_last_channel(self, ticket):
+        await self.unlisten(self.channel_of(ticket))
+
+    async def publish(self, ticket, event):
+        await self.app.redis.publish(self.channel_of(ticket), str(event))
+
+    def on_message(self, data):
+        try:
+            event = json.loads(data)
+        except ValueError:
+            return
+        if isinstance(event, dict) and {"ticket", "state", "version"} <= event.keys():
+            self.deliver_local(event)
