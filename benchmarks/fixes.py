@@ -81,7 +81,7 @@ def cluster_rig(fix: str, n_servers: int, balancer: str, redis_url: str) -> Rig:
 
 
 def gateway_rig(n_servers: int, balancer: str, redis_url: str) -> Rig:
-    """The ``gateway`` fix: the cluster starts its push tier (``servers/gateway.py``) and the
+    """The ``gateway`` fix: the cluster starts its push tier (``servers/qrlogin/fixes/gateway_tier.py``) and the
     balancer sends the push routes there; the tier's counters (events it received) count too."""
     from servers.cluster import server_names, start_cluster
 

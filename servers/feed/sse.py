@@ -26,7 +26,7 @@ run's buffer (:mod:`servers.feed.buffer`); a client that remembers it sends it b
 old id. The gap event has no ``id:`` line, so it does not move the client's Last-Event-ID; it is
 the SSE twin of the WebSocket's ``{"type": "gap", ...}`` notice.
 
-Slow consumers: see :mod:`servers.feed.outbox` - a client more than ``outbox_limit`` events
+Slow consumers: see :mod:`servers.outbox` - a client more than ``outbox_limit`` events
 behind is disconnected and resumes from its Last-Event-ID.
 """
 from __future__ import annotations
@@ -74,7 +74,7 @@ class SSEHandler(EventStreamMixin, BaseHandler):
                 self.write(encode_event(json.dumps(gap), event="gap"))
             for event in events:
                 self.write(self._encoded(event))
-            # From here on each event is written the moment it is published (servers.feed.outbox),
+            # From here on each event is written the moment it is published (servers.outbox),
             # after what is buffered above: deliver() cannot run before the flush below yields.
             self.sender = Sender(self.outbox, self._write, lambda error: self._end())
             await self.flush()

@@ -22,7 +22,7 @@ not lose it); a binary message is closed with 1003 (unsupported data), a text me
 UTF-8 with 1007 (servers.web); a message over
 ``websocket_max_message_size`` (64 KB by default) is closed by Tornado with 1009 (too big).
 A client more than ``outbox_limit`` messages behind is closed with 1008 (see
-:mod:`servers.feed.outbox`).
+:mod:`servers.outbox`).
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         self.set_nodelay(True)
         self.last_sent = 0  # highest seq sent: live events at or below it are not sent twice
         self.outbox = Outbox(self.application.settings["outbox_limit"])
-        # Each message is written the moment it is queued (servers.feed.outbox); a failed write
+        # Each message is written the moment it is queued (servers.outbox); a failed write
         # means the connection is gone, and on_close cleans up.
         self.sender = Sender(self.outbox, self._write, lambda error: None)
         self.application.subscribers.add(self)
