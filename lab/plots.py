@@ -19,7 +19,27 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-__all__ = ["plot_lines", "plot_cdf", "plot_bars", "UnitMissing", "require_unit", "STYLE"]
+__all__ = ["plot_lines", "plot_cdf", "plot_bars", "UnitMissing", "require_unit", "STYLE", "TECHNIQUE_COLORS",
+           "technique_color"]
+
+# One colour per technique across the whole course, whatever a plot's order of lines or bars:
+# a learner who saw SSE in green in lesson 03 finds it green in lesson 06. Keys are the short names
+# the code uses; technique_color also takes the labels the tables show ("short polling", ...).
+TECHNIQUE_COLORS = {"poll": "#1f77b4", "longpoll": "#ff7f0e", "sse": "#2ca02c", "ws": "#d62728",
+                    "stomp": "#9467bd"}
+_TECHNIQUE_ALIASES = {"short polling": "poll", "short poll": "poll", "long polling": "longpoll",
+                      "long poll": "longpoll", "server-sent events": "sse", "websocket": "ws",
+                      "stomp over websocket": "stomp"}
+
+
+def technique_color(name: str) -> str:
+    """The course's colour for a technique, by short name (``"sse"``) or label (``"long polling"``)."""
+    key = str(name).strip().lower()
+    key = _TECHNIQUE_ALIASES.get(key, key)
+    if key not in TECHNIQUE_COLORS:
+        raise KeyError(f"no colour for technique {name!r}; techniques: {sorted(TECHNIQUE_COLORS)}")
+    return TECHNIQUE_COLORS[key]
+
 
 STYLE: dict[str, Any] = {
     "figure.figsize": (7.0, 4.0),

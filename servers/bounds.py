@@ -129,10 +129,12 @@ class _BodyLimit(tornado.httputil.HTTPMessageDelegate):
         self.refused = False
         self.ended = False
         self.dropped = 0
+        self.method = ""
         self._answer: Any = None  # the future of the 413's write
         self._timer: Any = None
 
     def headers_received(self, start_line, headers):
+        self.method = start_line.method
         declared = headers.get("Content-Length")
         if declared is not None and declared.strip().isdigit() and int(declared) > self.limit:
             waits = headers.get("Expect", "").lower() == "100-continue"  # it sends no body unless told to
@@ -173,6 +175,8 @@ class _BodyLimit(tornado.httputil.HTTPMessageDelegate):
         self.connection.set_max_body_size(2 ** 62)
         headers, body = _json_refusal(413, "too_large", detail, self.server.served_by)
         headers["Content-Length"] = str(len(body))
+        if self.method == "HEAD":  # a HEAD answer carries the headers of the body, never the body
+            body = b""
         self._answer = self.connection.write_headers(
             tornado.httputil.ResponseStartLine("HTTP/1.1", 413, "Content Too Large"),
             tornado.httputil.HTTPHeaders(headers), body)

@@ -27,7 +27,7 @@ import tornado.web
 from servers.bounds import BoundedHTTPServer, raise_open_file_limit, server_bounds
 
 __all__ = ["ServerApp", "ServerHandle", "serve", "running", "stop_all", "call", "run", "server_loop",
-           "track", "untrack", "tracked"]
+           "track", "untrack", "tracked", "cancel_and_wait"]
 
 
 class ServerApp(tornado.web.Application):
@@ -213,7 +213,7 @@ class ServerHandle:
 
     async def _stop(self) -> None:
         self._server.stop()
-        await _quietly(self.app.shutdown())
+        await _quietly(self.app.shutdown(), self.app.name)
         try:
             await asyncio.wait_for(self._server.close_all_connections(), 2)
         except (asyncio.TimeoutError, Exception):
@@ -225,7 +225,7 @@ class ServerHandle:
     async def _crash(self) -> None:
         self._server.stop()
         self._drop_streams()
-        await _quietly(self.app.shutdown())
+        await _quietly(self.app.shutdown(), self.app.name)
 
     def _drop_streams(self) -> None:
         for stream in list(self._server.open_streams):
@@ -233,13 +233,38 @@ class ServerHandle:
                 stream.close()
 
 
-async def _quietly(awaitable: Awaitable[Any]) -> None:
+async def cancel_and_wait(tasks: Any, timeout: float | None = None) -> bool:
+    """Cancel ``tasks`` (``None`` entries skipped) and wait until every one has ended, or at most
+    ``timeout`` seconds; True when all have ended.
+
+    Why not one ``cancel()`` and a ``gather``: on Python 3.11 a task inside ``asyncio.wait_for``
+    loses a cancellation that arrives in the same loop step as the awaited result
+    (https://github.com/python/cpython/issues/86296, fixed in 3.12), and then runs on: into its
+    next wait, which may be an hour. So a task still running is cancelled again, every 50 ms.
+    """
+    pending = {task for task in tasks if task is not None}
+    loop = asyncio.get_running_loop()
+    deadline = None if timeout is None else loop.time() + timeout
+    while pending:
+        for task in pending:
+            task.cancel()
+        step = 0.05 if deadline is None else min(0.05, deadline - loop.time())
+        if step <= 0:
+            return False
+        done, pending = await asyncio.wait(pending, timeout=step)
+        for task in done:  # retrieved, as gather(return_exceptions=True) would: no "never retrieved" log
+            if not task.cancelled():
+                task.exception()
+    return True
+
+
+async def _quietly(awaitable: Awaitable[Any], name: str) -> None:
     try:
         await asyncio.wait_for(awaitable, 5)
     except Exception as exc:  # a shut-down hook must never keep a server from stopping
         import logging
 
-        logging.getLogger("servers").warning("shutdown hook failed: %r", exc)
+        logging.getLogger("servers").warning("server %r: shutdown hook failed: %r", name, exc)
 
 
 _registry: dict[str, ServerHandle] = {}

@@ -108,6 +108,15 @@ def test_an_ordinary_client_reads_the_413_and_a_body_at_the_limit_is_parsed():
         assert answer.status_code == 201  # 4,012 bytes: under the limit
 
 
+def test_a_head_request_with_a_large_body_gets_a_bodiless_413(caplog):
+    with start_feed(name="bound-head-method", max_body_bytes=1000) as feed:
+        answer = requests.head(feed.url + "/feed/poll", data=b"x" * 100_000, timeout=10)
+        assert answer.status_code == 413 and answer.headers["X-Served-By"] == "bound-head-method"
+        assert answer.content == b""  # an answer to HEAD never has a body
+        assert requests.get(feed.url + "/feed/poll", timeout=10).status_code == 200
+    assert not [r for r in caplog.records if r.levelname == "ERROR"], caplog.text
+
+
 # ---------------------------------------------------------------------------------------------
 # Slow clients
 

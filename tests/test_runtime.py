@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import gc
 import socket
 import threading
 
@@ -207,3 +208,55 @@ def test_unknown_route_is_a_json_404():
     response = requests.get(handle.url + "/nope")
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
+
+
+def test_cancel_and_wait_ends_a_task_whose_cancellation_wait_for_lost():
+    """On Python 3.11, a cancel that arrives in the loop step where ``wait_for``'s result is set is
+    lost (cpython#86296) and the task runs into its next wait; cancel_and_wait cancels it again."""
+
+    async def scenario() -> tuple[bool, bool]:
+        result = asyncio.get_running_loop().create_future()
+        reached_next_wait = asyncio.Event()
+
+        async def watcher() -> None:
+            await asyncio.wait_for(result, 10)
+            reached_next_wait.set()
+            await asyncio.sleep(3600)  # the watcher's next wait: an hour
+
+        task = asyncio.ensure_future(watcher())
+        await asyncio.sleep(0)  # the watcher now waits in wait_for
+        result.set_result("confirmed")
+        ended = await runtime.cancel_and_wait([task, None], timeout=5)
+        return ended, task.cancelled()
+
+    ended, cancelled = runtime.run(scenario())
+    assert ended and cancelled
+
+
+def test_cancel_and_wait_gives_up_at_its_timeout_and_retrieves_exceptions(caplog):
+    async def scenario() -> tuple[bool, bool]:
+        refusing = True
+
+        async def stubborn() -> None:
+            while True:
+                try:
+                    await asyncio.sleep(3600)
+                except asyncio.CancelledError:
+                    if not refusing:
+                        raise
+
+        async def failing() -> None:
+            raise ValueError("ended with an error before the cancel")
+
+        stuck, failed = asyncio.ensure_future(stubborn()), asyncio.ensure_future(failing())
+        await asyncio.sleep(0)
+        ended = await runtime.cancel_and_wait([stuck, failed], timeout=0.3)
+        stuck_running = not stuck.done()
+        refusing = False
+        assert await runtime.cancel_and_wait([stuck], timeout=5)
+        return ended, stuck_running
+
+    ended, stuck_running = runtime.run(scenario())
+    assert not ended and stuck_running
+    gc.collect()  # a failed task nobody retrieved would log "exception was never retrieved" now
+    assert "never retrieved" not in caplog.text

@@ -85,6 +85,8 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterable, Protocol
 
 import redis.exceptions
 
+from servers.runtime import cancel_and_wait
+
 if TYPE_CHECKING:  # pragma: no cover
     from servers.qrlogin.tickets import Ticket, TicketStore
 
@@ -312,11 +314,7 @@ class PushHub:
     @staticmethod
     async def cancel(tasks: Iterable[asyncio.Task], timeout: float = 5.0) -> None:
         """Cancel ``tasks`` and wait (at most ``timeout`` s) until they have ended."""
-        tasks = [task for task in tasks if task is not None]
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        await cancel_and_wait(tasks, timeout)
 
     async def wait_until(self, condition: Callable[[], bool], timeout: float = 5.0) -> None:
         """Return once ``condition()`` is true, checked now and at each :meth:`wake_waiters` (call it

@@ -22,6 +22,7 @@ from lab.lessons.comparison.subscribers import TECHNIQUES, _subscriber
 from lab.publishing import random_moments
 from lab.tap import parse_http_stream, start_tap
 from servers import runtime
+from servers.runtime import cancel_and_wait
 
 
 CAPTURE_BYTES = 64 * 1024 * 1024  # the tap keeps every byte of a connection up to this, to parse it
@@ -197,9 +198,7 @@ def measure_idle(feed: FeedProcess, technique: str, connections: int = 100, seco
         await asyncio.sleep(seconds)  # the measurement window itself
         cpu1 = feed.cpu_seconds()
         after = _tap_totals(tap)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
         return {"technique": technique, "connections": connections, "seconds": seconds,
                 "rss_bytes_per_connection": (rss1 - rss0) / connections,
                 "fds_per_connection": (fds1 - fds0) / connections,

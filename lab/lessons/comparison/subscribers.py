@@ -13,6 +13,7 @@ import json
 import time
 
 from lab.lessons.comparison.keepalive import KeepAliveHTTP
+from servers.runtime import cancel_and_wait
 
 
 TECHNIQUES = ("poll", "longpoll", "sse", "ws", "stomp")
@@ -68,9 +69,7 @@ async def _sse_subscriber(url: str, after: int, seqs: set[int], got: list, ready
                     return
             event = await events.__anext__()
     finally:
-        if not first.done():
-            first.cancel()
-            await asyncio.gather(first, return_exceptions=True)
+        await cancel_and_wait([first])
         await events.aclose()
         await stream.close()
 

@@ -21,6 +21,7 @@ import tornado.httpclient
 import tornado.websocket
 
 from servers.clients.qr import AsyncBrowser, LongPollChannel, PollChannel, QRError, SSEChannel, WSChannel
+from servers.runtime import cancel_and_wait
 
 
 @dataclasses.dataclass(frozen=True)
@@ -243,9 +244,7 @@ class BrowserSession:
 
     async def close(self) -> None:
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait([self._task])
         if self.channel is not None:
             await _quietly(self.channel.close())
 

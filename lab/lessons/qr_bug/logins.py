@@ -20,6 +20,7 @@ import pandas as pd
 from lab.lessons.qr_bug.addresses import user_addresses
 from servers import runtime
 from servers.clients.qr import BROWSER_ADDRESS, PHONE_ADDRESS, TRANSPORTS, AsyncBrowser, AsyncPhone, QRError
+from servers.runtime import cancel_and_wait
 
 
 # The routes a browser's push channel uses, per transport (as the routing log names them).
@@ -89,9 +90,7 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
     except (QRError, asyncio.TimeoutError, EOFError, OSError) as exc:
         row["error"] = f"{step}: {type(exc).__name__}: {exc}"
     finally:
-        if listening is not None:
-            listening.cancel()
-            await asyncio.gather(listening, return_exceptions=True)
+        await cancel_and_wait([listening])
         if channel is not None:
             await channel.close()
     return row

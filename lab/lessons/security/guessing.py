@@ -18,7 +18,7 @@ import urllib.parse
 from typing import Any
 
 from servers import runtime
-from servers.runtime import ServerApp, ServerHandle, serve
+from servers.runtime import ServerApp, ServerHandle, cancel_and_wait, serve
 from servers.web import ApiError, BaseHandler
 from servers.wire.http import Data, HttpParser, Response, encode_request
 
@@ -121,9 +121,7 @@ async def guess_live_ticket_async(url: str, digits: int = 6, max_guesses: int = 
     waiter = asyncio.ensure_future(asyncio.wait(workers))
     await asyncio.wait([found, waiter], return_when=asyncio.FIRST_COMPLETED)
     seconds = time.perf_counter() - started
-    for worker in workers:
-        worker.cancel()
-    await asyncio.gather(*workers, return_exceptions=True)
+    await cancel_and_wait(workers)
     ticket, answer = found.result() if found.done() else (None, None)
     return {"digits": digits, "bits": round(digits * math.log2(10), 1), "found": ticket, "owner": (answer or {}).get("owner"),
             "guesses": tried[0], "seconds": round(seconds, 3), "guesses_per_s": round(tried[0] / seconds, 1)}

@@ -19,7 +19,7 @@ import tornado.httpclient
 from servers import runtime
 from servers.clients.qr import AsyncBrowser, QRError
 from servers.qrlogin import auth
-from servers.runtime import ServerApp, ServerHandle, serve
+from servers.runtime import ServerApp, ServerHandle, cancel_and_wait, serve
 from servers.web import BaseHandler
 
 
@@ -98,9 +98,7 @@ class PhishingApp(ServerApp):
         self._lock = asyncio.Lock()
 
     async def shutdown(self) -> None:
-        for task in self._watchers:
-            task.cancel()
-        await asyncio.gather(*self._watchers, return_exceptions=True)
+        await cancel_and_wait(self._watchers)
 
     async def live_ticket(self) -> dict[str, Any]:
         """The attacker's current ticket on the real site, a fresh one if it is near its expiry."""

@@ -67,7 +67,11 @@ class AsyncBrowser(_Client):
         """
         channel = {"poll": PollChannel, "longpoll": LongPollChannel, "sse": SSEChannel, "ws": WSChannel}[self.transport]
         opened = channel(self, ticket)
-        await asyncio.wait_for(opened.open(), timeout)
+        try:
+            await asyncio.wait_for(opened.open(), timeout)
+        except BaseException:  # timed out, refused or cancelled half-way: leave no reader or socket behind
+            await opened.close()
+            raise
         return opened
 
 

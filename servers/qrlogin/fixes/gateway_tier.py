@@ -66,7 +66,7 @@ from servers.qrlogin.tickets import TicketStore
 from servers.qrlogin.transports import EventsHandler, LongPollHandler, TicketSocketHandler
 from servers.process import ServerProcess
 from servers.redisproc import redacted, shared_redis_url
-from servers.runtime import ServerApp, ServerHandle, serve
+from servers.runtime import ServerApp, ServerHandle, cancel_and_wait, serve
 from servers.settings import QRLOGIN_DEFAULTS, merge_settings
 
 __all__ = ["GatewayApp", "start_gateway", "gateway_process", "start_push_tier", "PUSH_ROUTE", "gateways_key",
@@ -143,9 +143,7 @@ class GatewayApp(ServerApp):
                 log.info("%s: announce failed (%r); trying again later", self.name, exc)
 
     async def shutdown(self) -> None:
-        if self._announcer is not None:
-            self._announcer.cancel()
-            await asyncio.gather(self._announcer, return_exceptions=True)
+        await cancel_and_wait([self._announcer])
         try:
             await asyncio.wait_for(self.redis.srem(gateways_key(self.namespace), self.announced_url), 1)
         except Exception:  # Redis gone: the app servers drop the stale URL when a publish fails
