@@ -153,6 +153,76 @@ async def serve_websockets() -> None:
         await _announce_and_wait(server.sockets[0].getsockname()[1])
 
 
+async def serve_floor() -> None:
+    """The floor: a raw asyncio server that answers each handshake with fixed bytes and, on a
+    publish, makes exactly one ``socket.send`` of one pre-encoded frame per subscriber. Nothing
+    can fan out with less work per connection in Python; the gap to it is our overhead.
+
+    ``GET /sse``: a 200 with ``Content-Type: text/event-stream`` and no chunking (the body runs to
+    the close); ``GET /ws`` with an ``Upgrade``: a 101 with the RFC 6455 accept key;
+    ``GET /publish?<data>``: the event to every subscriber, then a 201.
+    """
+    import base64
+    import hashlib
+    import socket
+    import urllib.parse
+
+    from servers.wire.websocket import encode_frame
+
+    subscribers: dict[str, list[socket.socket]] = {"sse": [], "ws": []}
+    loop = asyncio.get_running_loop()
+
+    async def handle(conn: socket.socket) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = await loop.sock_recv(conn, 65536)
+            if not chunk:
+                conn.close()
+                return
+            head += chunk
+        line, *fields = head.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
+        path = line.split(" ")[1]
+        headers = {k.strip().lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}
+        if path.startswith("/publish"):
+            data = urllib.parse.unquote(path.partition("?")[2]).encode()
+            frames = {"sse": b"data: " + data + b"\n\n", "ws": encode_frame(data, opcode=0x1)}
+            for kind, socks in subscribers.items():
+                frame = frames[kind]
+                for sock in socks:
+                    try:
+                        sock.send(frame)  # the one system call per subscriber
+                    except OSError:
+                        pass
+            await loop.sock_sendall(conn, b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
+            conn.close()
+        elif headers.get("upgrade", "").lower() == "websocket":
+            accept = base64.b64encode(hashlib.sha1((headers["sec-websocket-key"] +
+                                                    "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest())
+            await loop.sock_sendall(conn, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                          b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
+            subscribers["ws"].append(conn)
+        else:
+            await loop.sock_sendall(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                                          b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n")
+            subscribers["sse"].append(conn)
+
+    listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+    listener.setblocking(False)
+
+    async def accept_forever() -> None:
+        while True:
+            conn, _ = await loop.sock_accept(listener)
+            conn.setblocking(False)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            asyncio.ensure_future(handle(conn))
+
+    acceptor = asyncio.ensure_future(accept_forever())
+    try:
+        await _announce_and_wait(listener.getsockname()[1])
+    finally:
+        acceptor.cancel()
+
+
 async def _announce_and_wait(port: int) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -170,6 +240,9 @@ SERVERS = {
     "bare": {"args": ["-m", "benchmarks.fanout", "--serve", "bare"],
              "paths": {"sse": "/sse", "ws": "/ws"},
              "publish": lambda url, token: _post(url + "/publish", token.encode())},
+    "floor": {"args": ["-m", "benchmarks.fanout", "--serve", "floor"],
+              "paths": {"sse": "/sse", "ws": "/ws"},
+              "publish": lambda url, token: urllib.request.urlopen(url + "/publish?" + token, timeout=60).read()},
     "websockets": {"args": ["-m", "benchmarks.fanout", "--serve", "websockets"],
                    "paths": {"ws": "/"},
                    "publish": lambda url, token: urllib.request.urlopen(url + "/publish?" + token, timeout=60).read()},
@@ -374,6 +447,7 @@ def scenario(server: str, kinds: list[str], per_kind: int, workers: int, repeats
     url = srv.info["url"]
     ps = psutil.Process(srv.info["pid"])
     children: list[Child] = []
+    rss_idle = ps.memory_info().rss  # the server alone, before any subscriber
     try:
         source = 2
         for kind in kinds:
@@ -405,7 +479,7 @@ def scenario(server: str, kinds: list[str], per_kind: int, workers: int, repeats
                          "received": received, "time_to_last_ms": (last - t0) * 1000,
                          "deliveries_per_s": received / (last - t0) if lasts else float("nan"),
                          "server_cpu_s": cpu, "server_rss_mb": rss / 2**20,
-                         "rss_kb_per_connection": None})
+                         "rss_kb_per_connection": (rss - rss_idle) / 1024 / max(connected, 1)})
             print(f"  {server:<10} {'+'.join(kinds):<6} {connected:>6} subscribers, event {number}: "
                   f"last after {rows[-1]['time_to_last_ms']:.0f} ms, {received}/{connected} received", flush=True)
         return rows
@@ -423,9 +497,10 @@ def summarise(rows: list[dict[str, Any]]):
                .agg(subscribers=("subscribers", "max"), events=("event", "count"),
                     received_all=("received", lambda r: bool((r == frame.loc[r.index, "subscribers"]).all())),
                     time_to_last_ms=("time_to_last_ms", "median"), deliveries_per_s=("deliveries_per_s", "median"),
-                    server_cpu_s=("server_cpu_s", "median"), server_rss_mb=("server_rss_mb", "max"))
+                    server_cpu_s=("server_cpu_s", "median"), server_rss_mb=("server_rss_mb", "max"),
+                    rss_kb_per_connection=("rss_kb_per_connection", "max"))
                .reset_index())
-    for peer in ("bare", "websockets"):
+    for peer in ("bare", "websockets", "floor"):
         times = summary[summary.server == peer].set_index("kind")["time_to_last_ms"]
         summary[f"vs_{peer}"] = [times.get(kind, float("nan")) / t for kind, t in
                                  zip(summary.kind, summary.time_to_last_ms)]
@@ -445,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", nargs="+", choices=list(SERVERS), default=list(SERVERS))
     parser.add_argument("--out", type=Path, default=None, help="CSV (default benchmarks/results/fanout.csv)")
     # internal: a server or a worker process
-    parser.add_argument("--serve", choices=["bare", "websockets"], help=argparse.SUPPRESS)
+    parser.add_argument("--serve", choices=["bare", "websockets", "floor"], help=argparse.SUPPRESS)
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     parser.add_argument("--kind", choices=["sse", "ws"], help=argparse.SUPPRESS)
@@ -458,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     lifeline.watch_parent()  # a server or worker started by Child: stop when the parent is gone
     if args.serve:
         raise_open_file_limit()
-        asyncio.run(serve_bare() if args.serve == "bare" else serve_websockets())
+        asyncio.run({"bare": serve_bare, "websockets": serve_websockets, "floor": serve_floor}[args.serve]())
         return 0
     if args.worker:
         asyncio.run(run_worker(args))
@@ -484,7 +559,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started))
     for table in (frame, summary):
         table["run_at"], table["cpus"], table["nofile_limit"] = stamp, os.cpu_count(), limit
-    frame.drop(columns=["rss_kb_per_connection"]).round(4).to_csv(out, index=False)
+    frame.round(4).to_csv(out, index=False)
     summary.round(4).to_csv(out.with_name(out.stem + "_summary.csv"), index=False)
     print(f"\n{len(frame)} events in {time.time() - started:.0f} s -> {out}")
     print(summary.drop(columns=["run_at", "cpus", "nofile_limit"]).round(3).to_string(index=False))

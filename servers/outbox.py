@@ -27,21 +27,30 @@ __all__ = ["Outbox", "Sender"]
 
 
 class Outbox:
-    """A FIFO of messages with a limit, that a single sender drains with ``await get()``."""
+    """A FIFO of messages with a limit, that a single sender drains with ``await get()``.
+
+    Memory per connection counts (thousands are held open): the queue itself is made only when
+    a message has to wait (an empty ``deque`` is 760 bytes), and ``__slots__`` drop the
+    attribute dictionary.
+    """
+
+    __slots__ = ("limit", "closed", "_items", "_waiter")
 
     def __init__(self, limit: int = 1000) -> None:
         self.limit = limit
         self.closed = False
-        self._items: collections.deque[Any] = collections.deque()
+        self._items: collections.deque[Any] | None = None
         self._waiter: asyncio.Future | None = None
 
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) if self._items else 0
 
     def put(self, item: Any) -> bool:
         """Queue ``item``; ``False`` when the outbox is full (a slow consumer) or closed."""
-        if self.closed or len(self._items) >= self.limit:
+        if self.closed or len(self) >= self.limit:
             return False
+        if self._items is None:
+            self._items = collections.deque()
         self._items.append(item)
         self._wake()
         return True
@@ -54,7 +63,7 @@ class Outbox:
     def close(self) -> None:
         """No more messages: the sender's next ``get()`` returns ``None`` once the queue is drained."""
         self.closed = True
-        self._items.clear()
+        self._items = None
         self._wake()
 
     def pop(self) -> Any:
@@ -87,6 +96,8 @@ class Sender:
     otherwise the next ones wait, queued in the outbox, until the future completes. A write that
     fails (the connection is gone) goes to ``on_error`` and ends the sending.
     """
+
+    __slots__ = ("outbox", "write", "on_error", "in_flight", "failed")
 
     def __init__(self, outbox: Outbox, write: Callable[[Any], "asyncio.Future | None"],
                  on_error: Callable[[BaseException], None]) -> None:

@@ -95,14 +95,18 @@ def test_connected_with_version_heart_beat_and_served_by(feed, stomp):
     assert connected.headers["heart-beat"] == "10000,10000"
 
 
-@pytest.mark.parametrize("offered, chosen", [(["v10.stomp", "v11.stomp", "v12.stomp"], "v12.stomp"),
-                                             (["v11.stomp"], "v11.stomp"), (None, None)])
-def test_subprotocol_choice_and_none_offered_is_1_2(feed, offered, chosen):
+@pytest.mark.parametrize("offered, chosen, version", [
+    (["v12.stomp", "v11.stomp", "v10.stomp"], "v12.stomp", "1.2"),
+    (["v10.stomp", "v11.stomp", "v12.stomp"], "v10.stomp", "1.2"),  # the client's order (stompjs' own)
+    (["v11.stomp", "v12.stomp"], "v11.stomp", "1.2"),                # the version: accept-version's
+    (["mqtt", "v12.stomp"], "v12.stomp", "1.2"),                      # the first one we speak
+    (["v11.stomp"], "v11.stomp", "1.2"), (None, None, "1.2")])
+def test_subprotocol_is_the_clients_first_and_accept_version_picks_the_version(feed, offered, chosen, version):
     session = Stomp(feed.ws_url + "/stomp", subprotocols=offered)
     try:
         assert session.ws.subprotocol == chosen
         session.send("STOMP", {"accept-version": "1.0,1.1,1.2", "host": "/"})
-        assert session.recv().headers["version"] == ("1.1" if chosen == "v11.stomp" else "1.2")
+        assert session.recv().headers["version"] == version
     finally:
         session.close()
 

@@ -23,7 +23,8 @@ def test_the_seed_request_gets_the_seed_accept_and_a_stomp_subprotocol(feed):
                            origin="http://localhost:8080")
     assert answer["status"] == 101
     assert answer["headers"]["sec-websocket-accept"] == SEED_ACCEPT == "1qVdfYHU9hPOl4JYYNXF623Gzn0="
-    assert answer["headers"]["sec-websocket-protocol"] == "v11.stomp"
+    # the client's first choice, as in the seed's answer from Spring (RFC 6455 §4.1: ordered by preference)
+    assert answer["headers"]["sec-websocket-protocol"] == "v10.stomp"
 
 
 def test_a_foreign_origin_is_refused_before_the_upgrade(feed):

@@ -7,17 +7,23 @@ one by then) before widening the pin.
 
 Still used:
 
-- ``WebSocketProtocol13._write_frame(fin, opcode, data, flags=0)`` returning the stream's future,
-  and ``WebSocketProtocol13._compressor`` (``None`` unless permessage-deflate was negotiated):
-  ``servers/feed/ws.py`` (``_send_text``) writes an uncompressed text frame without the Task that
-  ``write_message`` creates per write, most of a 10,000-subscriber fan-out's cost. No public
-  API writes a frame without that Task.
+- ``WebSocketProtocol13._compressor`` (``None`` unless permessage-deflate was negotiated):
+  ``servers/socketwrite.py`` (``can_send_frames``) writes a frame encoded once for every
+  subscriber only when no compression makes each connection's bytes differ.
 
 - ``WebSocketProtocol13._handle_message(opcode, data)``, called with each whole message (its
   ``_frame_compressed`` flag set while a compressed one is handled), and
   ``WebSocketHandler.get_websocket_protocol()`` returning a ``WebSocketProtocol13``:
   ``servers/web.py`` (``_TextCheckingProtocol``) closes with 1007 on a text message that is not
   UTF-8, where Tornado drops the connection. No public API sees a message before it is decoded.
+
+- ``IOStream._connecting``, ``_write_buffer`` (empty: falsy), ``_total_write_index`` and
+  ``_total_write_done_index``; ``HTTP1Connection._chunking_output`` and
+  ``_expected_content_remaining`` (``None`` for a streamed response); ``WebSocketProtocol13.stream``
+  and ``_wire_bytes_out``: ``servers/socketwrite.py`` sends a fan-out's bytes straight to the
+  socket when nothing waits before them, without the future, callback and buffer entries of
+  ``IOStream.write`` (with thousands of subscribers their allocations set off full garbage
+  collections). It falls back to ``IOStream.write`` when a member is missing.
 
 Not underscored but not documented either, so checked the same way:
 
@@ -87,9 +93,16 @@ def test_installed_tornado_is_inside_the_pinned_range():
 class _Probe(BaseHandler):
     """Records, on the application, what this request's handler and connection look like."""
 
-    def get(self) -> None:
+    async def get(self) -> None:
         seen = self.application.seen
-        seen["stream"] = getattr(self.request.connection, "stream", None)
+        seen["stream"] = stream = getattr(self.request.connection, "stream", None)
+        if self.get_argument("streamed", ""):  # a streamed response (SSE's shape): head out, no length
+            await self.flush()
+            connection = self.request.connection
+            seen["chunking"] = getattr(connection, "_chunking_output", "missing")
+            seen["remaining"] = getattr(connection, "_expected_content_remaining", "missing")
+            seen["iostream"] = {name: getattr(stream, name, "missing") for name in (
+                "_connecting", "_write_buffer", "_total_write_index", "_total_write_done_index")}
         self.finish("ok")
 
 
@@ -105,12 +118,10 @@ class _ProbeSocket(BaseWebSocketHandler):
             seen["after_close"] = self.ws_connection
             return
         seen["closing"] = self.ws_connection.is_closing()
-        seen["compressor"] = compressor = getattr(self.ws_connection, "_compressor", "missing")
-        seen["write_frame"] = write_frame = getattr(self.ws_connection, "_write_frame", None)
-        if write_frame is not None and compressor is None:
-            seen["write_result"] = write_frame(True, 0x1, b"raw frame")
-        else:
-            self.write_message("raw frame")
+        seen["compressor"] = getattr(self.ws_connection, "_compressor", "missing")
+        seen["wire_bytes_out"] = getattr(self.ws_connection, "_wire_bytes_out", "missing")
+        seen["ws_stream"] = getattr(self.ws_connection, "stream", None)
+        self.write_message("raw frame")
 
 
 class _ProbeApp(ServerApp):
@@ -127,9 +138,23 @@ def test_request_connection_stream_is_the_requests_iostream():
     assert isinstance(stream, tornado.iostream.IOStream), needs(where, "HTTP1Connection.stream")
 
 
+def test_stream_and_connection_members_that_socketwrite_reads():
+    where = "servers/socketwrite.py"
+    with serve(_ProbeApp()) as h:
+        assert requests.get(h.url + "/probe?streamed=1", timeout=10).text == "ok"
+        seen = h.app.seen
+    assert seen["chunking"] is True, needs(where, "HTTP1Connection._chunking_output")
+    assert seen["remaining"] is None, needs(where, "HTTP1Connection._expected_content_remaining")
+    members = seen["iostream"]
+    assert "missing" not in members.values(), needs(where, f"IOStream members {members}")
+    assert members["_connecting"] is False and not members["_write_buffer"], needs(where, "IOStream._write_buffer")
+    assert isinstance(members["_total_write_index"], int) and isinstance(members["_total_write_done_index"], int), \
+        needs(where, "IOStream._total_write_index / _total_write_done_index")
+
+
 @pytest.mark.parametrize("deflate", [False, True], ids=["plain", "permessage-deflate"])
-def test_websocket_write_frame_and_compressor(deflate):
-    where = "servers/feed/ws.py (_send_text)"
+def test_websocket_compressor_stream_and_wire_bytes(deflate):
+    where = "servers/socketwrite.py (can_send_frames, send_websocket_frame)"
     with serve(_ProbeApp()) as h:
         async def receive() -> str:
             conn = await tornado.websocket.websocket_connect(
@@ -142,14 +167,8 @@ def test_websocket_write_frame_and_compressor(deflate):
         seen = h.app.seen
     assert seen["compressor"] != "missing", needs(where, "WebSocketProtocol13._compressor")
     assert (seen["compressor"] is not None) == deflate, needs(where, "WebSocketProtocol13._compressor (None: no deflate)")
-    write_frame = seen["write_frame"]
-    assert write_frame is not None, needs(where, "WebSocketProtocol13._write_frame")
-    params = list(inspect.signature(write_frame).parameters.values())
-    assert [p.name for p in params] == ["fin", "opcode", "data", "flags"] and params[3].default == 0, \
-        needs(where, f"the signature of WebSocketProtocol13._write_frame{inspect.signature(write_frame)}")
-    if not deflate:
-        assert hasattr(seen["write_result"], "add_done_callback"), \
-            needs(where, "what WebSocketProtocol13._write_frame returns (the stream's future)")
+    assert isinstance(seen["wire_bytes_out"], int), needs(where, "WebSocketProtocol13._wire_bytes_out")
+    assert isinstance(seen["ws_stream"], tornado.iostream.IOStream), needs(where, "WebSocketProtocol13.stream")
 
 
 def test_websocket_handle_message_and_get_websocket_protocol():

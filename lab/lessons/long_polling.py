@@ -2,17 +2,18 @@
 
 The feed's ``GET /feed/longpoll?after=N`` has a cursor: an event published while the client is
 between two requests (the *re-request gap*) is in the buffer, and the next request gets it at
-once. :class:`NaiveLongPollHandler` is the design without one, as in many first long-poll
-servers (and Tornado's early chat demo): the request waits for the *next* publish and answers
-with that one event. Whatever is published while the client is not waiting is lost. The lesson
+once. :class:`NaiveLongPollHandler` is the design without one: the request waits for the
+*next* publish and answers with that one event. Whatever is published while the client is not waiting is lost. The lesson
 serves both on one feed (:func:`start_lesson_feed`) and counts what each client gets.
 
 - :func:`measure_idle_cost` - idle clients with several timeouts, each behind a wire tap: what
   the empty timed-out exchanges cost per second and per hour.
 - :func:`measure_cursor_vs_naive` - both clients at once against events at random moments;
   one row per answer (when asked, when answered, how many events) and the delivery counts.
-- :func:`hold_long_polls` / :func:`wait_for_waiters` - held requests from raw sockets, to watch
-  the server's waiter count rise and fall back to zero when the clients go away.
+- :func:`waiter_timeline` - held requests whose clients then go away one by one: the server's
+  waiter count over time, and when each waiter went (:func:`plot_waiters` draws it);
+  :func:`hold_long_polls` / :func:`wait_for_waiters` do the same by hand from a cell.
+- :func:`plot_idle_cost` - the measured idle cost against one empty exchange per timeout.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ import socket
 import time
 from typing import Any, Sequence
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import tornado.httpclient
 
@@ -30,13 +32,14 @@ from servers.clients.http import alongpoll
 from servers.feed.app import make_feed_app
 from lab.publishing import publish_at_random_times
 from lab.measure import delivery_counts
+from lab.plots import STYLE, require_unit, technique_color
 from servers.runtime import ServerHandle, serve
 from lab.tap import start_tap
 from servers.web import BaseHandler
 from servers.wire.http import encode_request
 
 __all__ = ["NaiveLongPollHandler", "start_lesson_feed", "measure_idle_cost", "measure_cursor_vs_naive", "gap_table",
-           "hold_long_polls", "wait_for_waiters"]
+           "hold_long_polls", "wait_for_waiters", "waiter_timeline", "plot_waiters", "plot_idle_cost"]
 
 
 class NaiveLongPollHandler(BaseHandler):
@@ -219,3 +222,113 @@ def wait_for_waiters(feed: ServerHandle, count: int, timeout: float = 10) -> int
         if time.monotonic() > deadline:
             raise TimeoutError(f"the feed holds {now} waiters, not {count}, after {timeout} s")
         time.sleep(0.01)
+
+
+def waiter_timeline(feed: ServerHandle, clients: int, *, timeout: float = 60.0, spacing: float = 0.25,
+                    every: float = 0.005) -> dict[str, pd.DataFrame]:
+    """Hold ``clients`` long polls (``timeout`` s), then close their connections one by one.
+
+    Runs on the server loop, so every time is read from the server's own clock (seconds since
+    the first request was sent): ``samples`` is the server's waiter count every ``every`` s;
+    ``clients`` has, per client, when its connection was closed and when the server's waiter for
+    it went away (the future's done-callback), ``spacing`` s apart so each drop belongs to one
+    close. The feed must hold no other long poll meanwhile.
+    """
+    app = feed.app
+
+    async def run() -> tuple[list[dict[str, float]], list[float], list[float]]:
+        loop = asyncio.get_running_loop()
+        if app.waiter_count:
+            raise RuntimeError(f"the feed already holds {app.waiter_count} long polls; run this on an idle feed")
+        start = loop.time()
+        samples: list[dict[str, float]] = []
+        closed: list[float] = []
+        gone: list[float] = []
+        finished = asyncio.Event()
+
+        async def sample() -> None:
+            while True:
+                samples.append({"t_s": loop.time() - start, "waiters": app.waiter_count})
+                if finished.is_set():
+                    return
+                await asyncio.sleep(every)
+
+        async def until(count: int) -> None:
+            deadline = loop.time() + 10
+            while app.waiter_count != count:
+                if loop.time() > deadline:
+                    raise TimeoutError(f"the feed holds {app.waiter_count} waiters, not {count}, after 10 s")
+                await asyncio.sleep(every)
+
+        sampler = asyncio.ensure_future(sample())
+        request = encode_request("GET", f"/feed/longpoll?after={app.buffer.last_seq}&timeout={timeout}",
+                                 {"Host": f"{feed.host}:{feed.port}"})
+        writers = []
+        for _ in range(clients):
+            _, writer = await asyncio.open_connection(feed.host, feed.port)
+            writer.write(request)
+            writers.append(writer)
+        await until(clients)
+        for waiter in list(app.waiters):
+            waiter.add_done_callback(lambda _: gone.append(loop.time() - start))
+        for writer in writers:
+            await asyncio.sleep(spacing)
+            closed.append(loop.time() - start)
+            writer.close()  # the client goes away without an answer (a closed tab)
+        await until(0)
+        await asyncio.sleep(spacing)
+        finished.set()
+        await sampler
+        return samples, closed, sorted(gone)
+
+    samples, closed, gone = runtime.run(run(), timeout=clients * spacing + 30)
+    table = pd.DataFrame({"client": range(1, clients + 1), "closed_at_s": closed, "waiter_gone_at_s": gone})
+    table["gone_after_close_ms"] = (table.waiter_gone_at_s - table.closed_at_s) * 1000
+    table["timeout_s"] = timeout
+    return {"samples": pd.DataFrame(samples), "clients": table.round(4)}
+
+
+def plot_waiters(timeline: dict[str, pd.DataFrame], ax=None):
+    """The server's waiter count over time (a step line), a dashed line at each client's close."""
+    xlabel = require_unit("time since the first request (s)", "x")
+    ylabel = require_unit("waiting requests (count)", "y")
+    samples, clients = timeline["samples"], timeline["clients"]
+    with plt.rc_context(STYLE):
+        if ax is None:
+            _, ax = plt.subplots()
+        for i, at in enumerate(clients.closed_at_s):
+            ax.axvline(at, ls="--", lw=1, color="grey", label="a client closes its connection" if i == 0 else None)
+        ax.step(samples.t_s, samples.waiters, where="post", color=technique_color("longpoll"),
+                label="waiters on the server")
+        ax.set_ylim(0, samples.waiters.max() + 0.5)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        timeout = clients.timeout_s.iloc[0]
+        ax.set_title(f"Held long polls (timeout {timeout:g} s) let go when their clients leave")
+        ax.legend(loc="upper right")
+        ax.figure.tight_layout()
+    return ax
+
+
+def plot_idle_cost(idle: pd.DataFrame, more_timeouts: Sequence[float] = (5, 10, 30, 60), ax=None):
+    """Measured bytes per idle hour (markers, drawn on top) against the model line
+    ``3600 / timeout × bytes per exchange``, carried on to the longer timeouts real servers use."""
+    xlabel = require_unit("long-poll timeout (s)", "x")
+    ylabel = require_unit("bytes per idle hour per client (B)", "y")
+    per_exchange = idle.bytes_per_exchange.mean()
+    timeouts = sorted(set(idle.timeout_s) | set(more_timeouts))
+    with plt.rc_context(STYLE):
+        if ax is None:
+            _, ax = plt.subplots()
+        ax.plot(timeouts, [3600 / t * per_exchange for t in timeouts], color="grey", zorder=1,
+                label=f"model: 3600 / timeout × {per_exchange:.0f} B per exchange")
+        ax.scatter(idle.timeout_s, idle.bytes_per_idle_hour, s=60, color=technique_color("longpoll"),
+                   edgecolor="black", zorder=3, label="measured")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title("The cost of idleness: one empty exchange per timeout")
+        ax.legend()
+        ax.figure.tight_layout()
+    return ax

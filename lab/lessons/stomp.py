@@ -12,7 +12,11 @@ tap forwarded them (the tap's per-read timeline, ``tap.chunks()``).
 - :func:`send_raw_stomp` connects by hand and sends text we wrote ourselves, e.g. a malformed
   frame, and reports what came back (the ERROR frame) and how the socket was closed;
 - :func:`measure_message_bytes` counts the bytes one event costs as a STOMP MESSAGE and as a
-  plain ``/feed/ws`` frame, for several event sizes.
+  plain ``/feed/ws`` frame, for several event sizes;
+- :func:`who_got` runs one send and tells, for each of several connected clients, which
+  MESSAGEs reached it (user destinations: one user, every session of that user, no one else);
+- :func:`framing_bytes` splits one MESSAGE's framing into its parts (command, each header, blank
+  line, NULL), marking the headers STOMP 1.2 requires on a MESSAGE.
 """
 from __future__ import annotations
 
@@ -30,7 +34,12 @@ from lab.tap import parse_http_stream, parse_ws_frames
 from servers.wire.stomp import Frame, StompError, StompParser, encode_frame
 
 __all__ = ["StompOnWire", "stomp_conversation", "show_stomp", "send_raw_stomp", "measure_message_bytes",
-           "HEADER_NOTES"]
+           "framing_bytes", "who_got", "HEADER_NOTES", "MESSAGE_REQUIRED"]
+
+MARKER_TOPIC = "/topic/lesson-05-marker"
+
+#: Headers a MESSAGE MUST carry (STOMP 1.2, "MESSAGE"): ``ack`` too, on client/client-individual subscriptions.
+MESSAGE_REQUIRED = ("destination", "message-id", "subscription")
 
 #: What each header means, for the annotated display (STOMP 1.2 and this broker's extras).
 HEADER_NOTES = {
@@ -51,6 +60,9 @@ HEADER_NOTES = {
     "content-length": "body length in bytes (the body may hold NULLs)",
     "message": "short error description",
     "seq": "this broker's extra: the feed event's seq",
+    "login": "who the client says it is",
+    "passcode": "its password",
+    "user-name": "the session's user (as Spring's CONNECTED says)",
 }
 
 
@@ -224,4 +236,47 @@ def measure_message_bytes(feed: Any, data_sizes: list[int], timeout: float = 10)
                                  "wire_bytes": after[stomp_id] - before[stomp_id], "payload_bytes": stomp_payload})
     finally:
         tap.stop()
+    return pd.DataFrame(rows)
+
+
+def framing_bytes(frame: Frame) -> pd.DataFrame:
+    """One frame's framing bytes, part by part (its body excluded): the command line, each header
+    line, the blank line and the NULL, as :func:`servers.wire.stomp.encode_frame` writes them.
+    ``required`` marks what STOMP 1.2 requires on a MESSAGE (:data:`MESSAGE_REQUIRED`)."""
+    encoded = encode_frame(frame)
+    head = encoded[:encoded.index(b"\n\n") + 1]
+    lines = head.split(b"\n")[:-1]
+    rows = [{"part": lines[0].decode(), "bytes": len(lines[0]) + 1, "required": True}]
+    for line in lines[1:]:
+        name = line.split(b":", 1)[0].decode()
+        rows.append({"part": line.decode(), "bytes": len(line) + 1,
+                     "required": frame.command != "MESSAGE" or name in MESSAGE_REQUIRED})
+    rows += [{"part": "(blank line)", "bytes": 1, "required": True}, {"part": "(NULL)", "bytes": 1, "required": True}]
+    table = pd.DataFrame(rows)
+    assert table.bytes.sum() == len(encoded) - len(frame.body), "every framing byte is in one row"
+    return table
+
+
+def who_got(feed: Any, clients: dict[str, StompClient], send: Any, timeout: float = 10) -> pd.DataFrame:
+    """Call ``send()`` (a ``convert_and_send_to_user``, or a client's SEND with ``receipt=True`` so that
+    it returns once the broker handled it), then report, per
+    client, every MESSAGE it received because of it: one row per (client, MESSAGE), and a row with
+    ``destination`` None for a client that got nothing.
+
+    No waiting on a clock: after ``send()`` a marker is broadcast on a topic every client
+    subscribes to; a connection delivers in order, so what a client has not received before the
+    marker was never sent to it.
+    """
+    for client in clients.values():
+        if not getattr(client, "_marker_subscribed", False):
+            client.subscribe(MARKER_TOPIC)
+            client._marker_subscribed = True  # type: ignore[attr-defined]
+    send()
+    feed.call(lambda app: app.stomp.broadcast(MARKER_TOPIC, b"marker"))
+    rows = []
+    for name, client in clients.items():
+        got = []
+        while (message := client.receive_message(timeout)).headers["destination"] != MARKER_TOPIC:
+            got.append({"client": name, "destination": message.headers["destination"], "body": message.text})
+        rows += got or [{"client": name, "destination": None, "body": None}]
     return pd.DataFrame(rows)

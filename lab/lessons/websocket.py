@@ -14,13 +14,22 @@ the exact text of each message, and the bytes of each frame. So this module
   :func:`describe_frame_header` lays its header out field by field
   (with :func:`servers.wire.websocket.parse_frame_header`);
 - :func:`measure_frame_overhead` sends payloads of chosen sizes both ways through a tap and
-  counts the bytes on the wire, to hold them against RFC 6455 §5.2.
+  counts the bytes on the wire, to hold them against RFC 6455 §5.2;
+- :func:`send_fragmented` sends one message as several frames (FIN=0, continuation frames,
+  RFC 6455 §5.4) over a plain socket and reads what the server answers;
+- :func:`nginx_push_lines` picks the lines push depends on out of the nginx config our balancer
+  generates, and :func:`idle_proxy_experiment` shows nginx's read timeout cutting an idle
+  WebSocket that the server does not ping, and sparing one it pings (RFC 6455 §5.5.2-5.5.3).
 """
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
+import re
 import socket
+import struct
 import time
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,10 +42,10 @@ from servers.clients._common import ws_url
 from servers.clients.ws import ConnectionClosed
 from lab.tap import parse_http_stream, parse_ws_frames
 from servers.wire.http import HttpParser, Response, encode_request
-from servers.wire.websocket import frame_overhead, parse_frame_header
+from servers.wire.websocket import OPCODES, encode_frame, frame_overhead, parse_frame_header
 
 __all__ = ["raw_handshake", "RawWebSocket", "raw_frame", "describe_frame_header", "measure_frame_overhead",
-           "SEED_KEY", "SEED_ACCEPT"]
+           "send_fragmented", "nginx_push_lines", "idle_proxy_experiment", "SEED_KEY", "SEED_ACCEPT"]
 
 #: The ``Sec-WebSocket-Key`` of the seed notes' handshake, and the accept value they show for it.
 SEED_KEY = "Uc9l9TMkWGbHFD2qnFHltg=="
@@ -232,3 +241,146 @@ def measure_frame_overhead(feed: Any, *, down_sizes: list[int], up_sizes: list[i
 def _row(direction: str, payload: int, wire: int, masked: bool) -> dict[str, Any]:
     return {"direction": direction, "payload_bytes": payload, "wire_bytes": wire,
             "overhead_bytes": wire - payload, "rfc6455_bytes": frame_overhead(payload, masked=masked)}
+
+
+# --- fragmentation: one message in several frames (RFC 6455 §5.4) -----------------------------
+
+def send_fragmented(target: Any, message: str, pieces: int = 3, path: str = "/feed/ws",
+                    timeout: float = 10) -> dict[str, pd.DataFrame]:
+    """Send one text message as ``pieces`` frames (FIN=0 ... FIN=1) over a socket; return both directions.
+
+    The first frame has opcode 1 (text) and FIN=0, the middle ones opcode 0 (continuation) and
+    FIN=0, the last opcode 0 and FIN=1; each is masked, as a client's must be. Frames are written
+    with :func:`servers.wire.websocket.encode_frame` and the server's answers read with
+    :func:`~servers.wire.websocket.parse_frame_header`. Reads until the server's ``ack`` (the feed
+    answers a whole ``{"publish": ...}`` message with one), then closes. Returns ``sent`` and
+    ``received``: one row per frame (fin, opcode, payload bytes, the payload's text).
+    """
+    data = message.encode("utf-8")
+    if pieces < 1 or pieces > len(data):
+        raise ValueError(f"cannot cut {len(data)} bytes into {pieces} non-empty pieces")
+    step = -(-len(data) // pieces)
+    parts = [data[i:i + step] for i in range(0, len(data), step)]
+    url = getattr(target, "url", target)
+    addr = urlsplit(url)
+    key = base64.b64encode(os.urandom(16)).decode("ascii")
+    request = encode_request("GET", path, {"Host": f"{addr.hostname}:{addr.port}", "Upgrade": "websocket",
+                                           "Connection": "Upgrade", "Sec-WebSocket-Key": key,
+                                           "Sec-WebSocket-Version": "13"})
+    sent, received = [], []
+    with socket.create_connection((addr.hostname, addr.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        parser, buffer, head = HttpParser(response=True), b"", None
+        while head is None:
+            chunk = sock.recv(4096)
+            if not chunk:
+                raise ConnectionError("the server closed the connection during the handshake")
+            buffer += chunk
+            head = next((event for event in parser.feed(chunk) if isinstance(event, Response)), None)
+        if head.status != 101:
+            raise ConnectionError(f"the server answered {head.status}, not 101")
+        buffer = buffer[head.header_bytes:]
+        for i, part in enumerate(parts):
+            opcode, fin = (0x1 if i == 0 else 0x0), i == len(parts) - 1
+            sock.sendall(encode_frame(part, opcode=opcode, fin=fin, mask_key=os.urandom(4)))
+            sent.append({"frame": i + 1, "FIN": int(fin), "opcode": f"{opcode} ({OPCODES[opcode]})",
+                         "payload_bytes": len(part), "payload": part.decode("utf-8", "replace")})
+        while not any('"ack"' in row["payload"] for row in received):
+            header, length = parse_frame_header(buffer)
+            if header is None or len(buffer) < length + header.payload_len:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise ConnectionError("the server closed the connection before its ack")
+                buffer += chunk
+                continue
+            payload, buffer = buffer[length:length + header.payload_len], buffer[length + header.payload_len:]
+            received.append({"frame": len(received) + 1, "FIN": int(header.fin),
+                             "opcode": f"{header.opcode} ({header.opcode_name})",
+                             "payload_bytes": len(payload), "payload": payload.decode("utf-8", "replace")})
+        sock.sendall(encode_frame(struct.pack("!H", 1000), opcode=0x8, mask_key=os.urandom(4)))
+    return {"sent": pd.DataFrame(sent), "received": pd.DataFrame(received)}
+
+
+# --- proxies: what nginx needs for push, and what an idle timeout does ------------------------
+
+#: The nginx directives a push route depends on (the rest of the generated config is routing).
+PUSH_DIRECTIVES = ("proxy_http_version", "Upgrade", "Connection", "$connection_upgrade", "proxy_buffering",
+                   "proxy_read_timeout", "map $http_upgrade", "default upgrade", '"" close')
+
+
+def nginx_push_lines(backends: list[str] | None = None) -> str:
+    """The lines of the nginx config our balancer generates (:func:`servers.balancer.nginx.render_config`)
+    that push depends on: the ``Upgrade``/``Connection`` map and headers, HTTP/1.1 upstream, no buffering,
+    the read timeout. Each line keeps its number in the whole file."""
+    from servers.balancer.backends import as_backends
+    from servers.balancer.nginx import render_config
+
+    text = render_config(as_backends(backends or ["a=http://127.0.0.1:8001", "b=http://127.0.0.1:8002"]),
+                         "round_robin", directory="NGINX_DIR", host="127.0.0.1", port=8080)
+    lines = text.splitlines()
+    keep = [i for i, line in enumerate(lines) if any(word in line for word in PUSH_DIRECTIVES)]
+    keep = sorted(set(keep) | {i + 1 for i in keep if lines[i].strip().startswith("map $http_upgrade")} |
+                  {i + 3 for i in keep if lines[i].strip().startswith("map $http_upgrade")})
+    return "\n".join(f"{i + 1:4}  {lines[i]}" for i in keep)
+
+
+def idle_proxy_experiment(idle_timeout_s: float = 1.0, ping_interval_s: float = 0.25,
+                          timeout: float = 30) -> pd.DataFrame | None:
+    """Two idle WebSockets through real nginx with ``proxy_read_timeout`` = ``idle_timeout_s``:
+    one to a feed that sends no pings, one to a feed that pings every ``ping_interval_s``.
+
+    Both are opened, the pinged one first, and then neither sends a thing. The experiment waits
+    until nginx cuts the unpinged one, then checks the pinged one still works (a publish and
+    its ack): it was idle at least as long. Returns one row per connection; ``None`` (with the
+    reason printed) where nginx is missing.
+    """
+    from servers import start_feed
+    from servers.balancer.nginx import NginxBalancer, NginxMissing
+    from servers.clients.ws import ConnectionClosed
+
+    class IdleTimeoutNginx(NginxBalancer):
+        def _write_config(self) -> None:  # our balancer's config, with a short read timeout
+            super()._write_config()
+            text, count = re.subn(r"proxy_read_timeout \S+;", f"proxy_read_timeout {int(idle_timeout_s * 1000)}ms;",
+                                  self.config_path.read_text())
+            if not count:
+                raise RuntimeError("the generated nginx config has no proxy_read_timeout line to shorten")
+            self.config_path.write_text(text)
+
+    feeds = {"no pings": start_feed(name="lesson-04 no pings", websocket_ping_interval=None),
+             f"ping every {ping_interval_s} s": start_feed(name="lesson-04 pings",
+                                                           websocket_ping_interval=ping_interval_s)}
+    proxies: list[NginxBalancer] = []
+    try:
+        try:
+            for feed in feeds.values():
+                proxies.append(IdleTimeoutNginx([feed], name=f"lesson-04 idle {len(proxies)}").start())
+        except NginxMissing as exc:
+            print(f"{exc}\nSo this cell is skipped.")
+            return None
+        unpinged_proxy, pinged_proxy = proxies
+        pinged = RawWebSocket(pinged_proxy.url, "/feed/ws")
+        unpinged = RawWebSocket(unpinged_proxy.url, "/feed/ws")
+        opened = time.monotonic()
+        try:
+            unpinged.recv(timeout)
+            unpinged_result = "still open?"
+        except ConnectionClosed as closed:
+            unpinged_result = (f"cut by nginx (no close frame: close code {closed.code})" if closed.code is None
+                               else f"closed with {closed.code}")
+        idle = time.monotonic() - opened
+        pinged.send('{"publish": "still here"}')
+        replies = [json.loads(pinged.recv(timeout)) for _ in range(2)]
+        ok = any(reply.get("type") == "ack" for reply in replies)
+        pinged_result = "open: published and got the ack" if ok else f"unexpected replies {replies}"
+        pinged.close()
+        return pd.DataFrame([
+            {"server": "no pings", "proxy_read_timeout_s": idle_timeout_s, "idle_s": round(idle, 2),
+             "result": unpinged_result},
+            {"server": f"ping every {ping_interval_s} s", "proxy_read_timeout_s": idle_timeout_s,
+             "idle_s": f">= {idle:.2f}", "result": pinged_result}])
+    finally:
+        for proxy in proxies:
+            proxy.cleanup()
+        for feed in feeds.values():
+            feed.stop()

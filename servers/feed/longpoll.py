@@ -19,6 +19,8 @@ __all__ = ["LongPollHandler"]
 
 
 class LongPollHandler(NoCacheMixin, BaseHandler):
+    """``GET /feed/longpoll?after=N&timeout=S``: held until an event after N exists, or S seconds pass."""
+
     waiter: asyncio.Future | None = None
 
     @holds_connection("longpoll")  # 429 beyond max_connections_per_address (servers.limits)

@@ -7,6 +7,11 @@ dropped from the bounded buffer, the answer says so in ``missed`` (inclusive seq
 
     200 {"events": [...]}                                   # the usual case
     200 {"events": [...], "missed": {"from": 3, "to": 41}}  # 3..41 no longer buffered
+
+The poll answer is conditional (RFC 9110 §13.1.2): it carries an ``ETag`` that changes exactly
+when the answer for that cursor changes, and a request whose ``If-None-Match`` names it gets
+``304 Not Modified`` with no body. The events are never changed once published, so the
+validator is computed from the buffer's state, without building the answer.
 """
 from __future__ import annotations
 
@@ -40,7 +45,8 @@ class PublishHandler(BaseHandler):
 
 
 class NoCacheMixin:
-    """Poll answers change from one moment to the next: no ETag, and caches must ask again."""
+    """Poll answers change from one moment to the next: caches must ask again (``no-cache``), and
+    Tornado's automatic ETag (a hash of the body) is off; :class:`PollHandler` sets its own."""
 
     def compute_etag(self) -> None:
         return None
@@ -51,8 +57,26 @@ class NoCacheMixin:
 
 
 class PollHandler(NoCacheMixin, BaseHandler):
-    """``GET /feed/poll?after=N``: the buffered events with seq > N, at once (possibly none)."""
+    """``GET /feed/poll?after=N``: the buffered events with seq > N, at once (possibly none).
+
+    With ``If-None-Match`` naming the answer's ``ETag``: ``304 Not Modified``, no body.
+    """
 
     def get(self) -> None:
         after = self.int_argument("after", default=0, minimum=0)
-        self.write_json(events_body(*self.application.buffer.since(after)))
+        buffer = self.application.buffer
+        self.set_header("ETag", self.etag_for(buffer, after))
+        if self.check_etag_header():  # If-None-Match names this answer (weak comparison, or "*")
+            self.set_status(304)      # Not Modified: the client already has these bytes
+            self.finish()
+            return
+        self.write_json(events_body(*buffer.since(after)))
+
+    @staticmethod
+    def etag_for(buffer: Any, after: int) -> str:
+        """A strong validator that changes exactly when the answer for ``after`` changes."""
+        if after >= buffer.last_seq:
+            return '"empty"'  # {"events":[]}: the same bytes whatever the buffer holds
+        # events after `after` up to last_seq; what they are (and what was dropped) depends on
+        # nothing else, except which buffer (a restarted server has another epoch)
+        return f'"{buffer.epoch}-{after}-{buffer.last_seq}"'

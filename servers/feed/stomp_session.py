@@ -1,14 +1,22 @@
 """One STOMP session over one WebSocket (``GET /stomp``): the protocol state machine.
 
-Subprotocols ``v12.stomp``, ``v11.stomp``, ``v10.stomp`` are accepted (the best one offered is
-chosen); a client that offers none is accepted too and spoken to as STOMP 1.2. Frames may be
+Subprotocols ``v12.stomp``, ``v11.stomp``, ``v10.stomp`` are accepted: the client's first one we
+speak is chosen, since the client lists them "ordered by preference" (RFC 6455 §4.1; the server
+picks "one of the values", §4.2.2). The version is then CONNECT's business: ``accept-version``
+agrees on the highest version both speak (STOMP 1.2, "Protocol Negotiation"), whatever name the
+``101`` carried. IANA's WebSocket Subprotocol Name Registry lists each name for one version, but
+the clients that offer several list them oldest first (stompjs: ``v10.stomp, v11.stomp,
+v12.stomp``) and rely on ``accept-version``, and Spring's server does exactly this; bounding the
+version by the name would speak STOMP 1.0 (no heart-beats, no NACK) to every such browser. A
+client that offers no subprotocol is accepted too. Frames may be
 split across WebSocket messages or several may share one (a streaming parser is fed every
 message); text and binary messages are both accepted, since STOMP clients use either. A body is
 any bytes (``content-length`` says how many, NULs included): a frame goes out as a text message
 when it is UTF-8 and as a binary message otherwise, so that no byte is replaced on the way (a
 text WebSocket message must be UTF-8: RFC 6455 §5.6; one that is not is closed with 1007).
 
-CONNECT/STOMP → CONNECTED with the negotiated ``version`` and ``heart-beat`` (the server offers
+CONNECT/STOMP → CONNECTED with the negotiated ``version``, ``heart-beat``, and ``user-name`` when
+``login``/``passcode`` named a user (:mod:`servers.feed.stomp`: user destinations) (the server offers
 ``stomp_heartbeat_ms``, default 10 s each way; see :func:`servers.wire.stomp.negotiate_heart_beat`).
 The server then sends an EOL every negotiated period and closes a client silent for twice its
 period. A frame with a ``receipt`` header gets a RECEIPT after it is processed. Anything wrong
@@ -52,15 +60,15 @@ import tornado.web
 import tornado.websocket
 
 from servers.outbox import Outbox
-from servers.feed.stomp import DestinationError
+from servers.feed.stomp import USER_PREFIX, AuthenticationError, DestinationError, user_queue
 from servers.limits import LimitedWebSocketMixin
 from servers.web import BaseWebSocketHandler
-from servers.wire.stomp import (HEARTBEAT_EOL, Frame, StompError, StompParser, encode_frame,
+from servers.wire.stomp import (HEARTBEAT_EOL, SUPPORTED_VERSIONS, Frame, StompError, StompParser, encode_frame,
                                 negotiate_heart_beat, negotiate_version, parse_heart_beat)
 
 __all__ = ["StompWebSocketHandler", "SUBPROTOCOLS"]
 
-SUBPROTOCOLS = {"v12.stomp": ("1.0", "1.1", "1.2"), "v11.stomp": ("1.0", "1.1"), "v10.stomp": ("1.0",)}
+SUBPROTOCOLS = ("v12.stomp", "v11.stomp", "v10.stomp")
 ACK_MODES = ("auto", "client", "client-individual")
 _CLOSE = object()  # outbox item: close the WebSocket after what was queued before it
 
@@ -87,16 +95,15 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     outbox: Outbox | None = None
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        for name in SUBPROTOCOLS:
-            if name in subprotocols:
-                return name
-        return None  # none offered (or none we speak): accepted anyway, as 1.2
+        """The client's first choice among ours: it lists them in order of preference (RFC 6455 §4.1)."""
+        return next((name for name in subprotocols if name in SUBPROTOCOLS), None)  # None: accepted, as 1.2
 
     def open(self) -> None:
         settings = self.application.settings
         self.set_nodelay(True)
         self.session_id = self.application.stomp.new_session_id()
         self.version: str | None = None  # set by CONNECT
+        self.user: str | None = None  # set by CONNECT's login/passcode; None: anonymous
         self.subscriptions: dict[str, str] = {}  # subscription id -> destination
         self.ack_modes: dict[str, str] = {}  # subscription id -> auto, client or client-individual
         self.unacked: dict[str, _Unacked] = {}  # ack id -> message, in the order sent
@@ -196,6 +203,8 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
                 return self._fail(exc.message, exc.detail, exc.close_code, receipt, exc.headers)
             except DestinationError as exc:
                 return self._fail("unknown destination", str(exc), 1008, receipt)
+            except AuthenticationError as exc:
+                return self._fail("authentication failed", str(exc), 1008, receipt)
             except Exception as exc:  # a mapped handler failed: tell the client, log it here
                 tornado.web.app_log.exception("STOMP handler failed")
                 return self._fail("handler failed", f"{type(exc).__name__}: {exc}", 1011, receipt)
@@ -221,8 +230,7 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         if command == "SUBSCRIBE":
             destination = self._require(frame, "destination")
             sub_id = headers.get("id") or (destination if self.version == "1.0" else self._require(frame, "id"))
-            if not destination.startswith("/topic/") or len(destination) <= len("/topic/"):
-                raise DestinationError(f"Cannot subscribe to {destination!r}: subscribe to /topic/<name>.")
+            destination = self._subscribable(destination)
             if sub_id in self.subscriptions:
                 raise _ProtocolError("duplicate subscription id", f"Subscription id {sub_id!r} is already in use.")
             ack = headers.get("ack", "auto")
@@ -237,6 +245,8 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
             ended = [sub_id] if sub_id in self.subscriptions else []
             if self.version == "1.0":  # 1.0 may unsubscribe by destination
                 ended += self.subscriptions_to(sub_id)
+                if sub_id.startswith(USER_PREFIX + "/"):
+                    ended += self.subscriptions_to(user_queue(sub_id, self.session_id))
             for key in ended:
                 self._unsubscribe(key)
         elif command == "SEND":
@@ -265,12 +275,22 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         broker = self.application.stomp
         destination = self._require(frame, "destination")
         if destination.startswith("/app/"):
-            await broker.dispatch(destination, frame)
+            await broker.dispatch(destination, frame, self)
             return
         if destination == broker.FEED_TOPIC and not _is_utf8(frame.body):
             raise _ProtocolError("body not text", f"{broker.FEED_TOPIC} publishes feed events, which are JSON or UTF-8 "
                                  "text; this body is not UTF-8 (other topics take any bytes).", 1003)
         broker.send(destination, frame.body, frame.headers.get("content-type"))
+
+    def _subscribable(self, destination: str) -> str:
+        """What a SUBSCRIBE may name: ``/topic/<x>``, or ``/user/queue/<x>``, which becomes this
+        session's own queue. Any other destination, a resolved ``/queue/...`` included, is refused."""
+        if destination.startswith("/topic/") and len(destination) > len("/topic/"):
+            return destination
+        if destination.startswith(USER_PREFIX + "/queue/") and len(destination) > len(USER_PREFIX + "/queue/"):
+            return user_queue(destination, self.session_id)
+        raise DestinationError(f"Cannot subscribe to {destination!r}: subscribe to /topic/<name> or "
+                               "/user/queue/<name>.")
 
     def _hold(self, frame: Frame) -> None:
         """A SEND, ACK or NACK inside a transaction: kept until COMMIT (run) or ABORT (dropped)."""
@@ -337,7 +357,7 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     def _connect(self, frame: Frame) -> None:
         if self.version is not None:
             raise _ProtocolError("already connected", "CONNECT was already received on this connection.")
-        allowed = SUBPROTOCOLS.get(self.selected_subprotocol or "v12.stomp", SUBPROTOCOLS["v12.stomp"])
+        allowed = SUPPORTED_VERSIONS  # whichever subprotocol the 101 named (module docstring)
         version = negotiate_version(frame.headers.get("accept-version"), allowed)
         if version is None:  # the spec: ERROR with a version header listing the versions we speak
             raise _ProtocolError("version not supported", f"Supported protocol versions are {' '.join(allowed)}.",
@@ -348,12 +368,14 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
             raise _ProtocolError("bad heart-beat", str(exc)) from None
         server_hb = tuple(self.application.settings["stomp_heartbeat_ms"])
         incoming, outgoing = negotiate_heart_beat(client_hb, server_hb)
+        self.user = self.application.stomp.authenticate(frame.headers.get("login"), frame.headers.get("passcode"))
         self.version = version
         self.parser.escape = version != "1.0"
         self.heart_beat = (incoming, outgoing)
         self.application.stomp.sessions.add(self)
         self.send_frame(Frame("CONNECTED", {"version": version, "heart-beat": f"{server_hb[0]},{server_hb[1]}",
-                                            "server": "server-push-lab/0.1", "session": self.session_id}))
+                                            "server": "server-push-lab/0.1", "session": self.session_id,
+                                            **({"user-name": self.user} if self.user else {})}))
         if outgoing:
             self._start_timer(lambda: self.outbox.put(HEARTBEAT_EOL), outgoing)
         if incoming:

@@ -34,7 +34,9 @@ import tornado.websocket
 
 from servers.outbox import Outbox, Sender
 from servers.limits import LimitedWebSocketMixin
+from servers.socketwrite import can_send_frames, send_websocket_frame
 from servers.web import ApiError, BaseWebSocketHandler, loads_json
+from servers.wire.websocket import encode_frame
 
 __all__ = ["FeedWebSocketHandler"]
 
@@ -96,25 +98,29 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         # a live event: not if a replay already sent it
         return self._send_event(item) if item["seq"] > self.last_sent else None
 
-    def _send_event(self, event: dict) -> "asyncio.Future":
+    def _send_event(self, event: dict) -> "asyncio.Future | None":
         self.last_sent = max(self.last_sent, event["seq"])
+        conn = self.ws_connection
+        if conn is not None and not conn.is_closing() and can_send_frames(conn):
+            # The whole frame, encoded once per event for every subscriber (server frames are
+            # not masked), straight to the socket when nothing waits before it.
+            return send_websocket_frame(conn, self.application.buffer.encoded(event, "ws-frame", _text_frame))
         return self._send_text(self.application.buffer.encoded(event, "ws", _utf8_json))
 
-    def _send_text(self, payload: bytes) -> "asyncio.Future":
-        """Write one text frame; returns the stream's future, done at once when the socket took it.
+    def _send_text(self, payload: bytes) -> "asyncio.Future | None":
+        """Write one text frame; ``None`` when the socket took it, else the future of its flush.
 
         Tornado's ``write_message`` wraps every write in a new Task (its "semi-synchronous"
-        interface), and a Task per subscriber per event was most of a fan-out's cost; the frame
-        writer beneath it returns the stream's own future. Used only where it is that simple:
-        no per-message compression negotiated.
+        interface), and a Task, a future and a callback per subscriber per event were most of a
+        fan-out's cost (``benchmarks/fanout.py``). Without per-message compression the frame is
+        written as bytes (:mod:`servers.socketwrite`); with it, by Tornado.
         """
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             raise tornado.websocket.WebSocketClosedError()
-        write_frame = getattr(conn, "_write_frame", None)
-        if write_frame is None or getattr(conn, "_compressor", None) is not None:
-            return self.write_message(payload.decode())
-        return write_frame(True, 0x1, payload)
+        if can_send_frames(conn):
+            return send_websocket_frame(conn, encode_frame(payload, opcode=0x1))
+        return self.write_message(payload.decode())
 
     def on_message(self, message: str | bytes) -> None:
         if self.outbox is None or self.message_too_big(message):  # refused at open, or closing with 1009
@@ -151,6 +157,10 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
 
 def _utf8_json(event: dict) -> bytes:
     return json.dumps(event, separators=(",", ":")).encode()
+
+
+def _text_frame(event: dict) -> bytes:
+    return encode_frame(_utf8_json(event), opcode=0x1)
 
 
 def _error(code: str, detail: str) -> dict:

@@ -1,9 +1,13 @@
-"""How hard each technique is to use, measured: lines of our own server and client code per technique.
+"""How hard each technique is to use, measured: lines of code per technique, counted from the source.
 
-Lesson 06's "easy / normal / hard" row is only as good as what it rests on, so
-:func:`ease_table` counts, from the source as it is now, the lines each technique needs from
-our code (:data:`EASE_PARTS`), leaving out blank lines, comments and docstrings
-(:func:`code_lines`).
+Lesson 06's "easy / normal / hard" row is only as good as what it rests on. What a learner writes
+for a browser is the page's script, so :func:`browser_table` counts the lines of each feed page's
+script (``servers/feed/pages/``; blank lines and ``//`` comments left out, :func:`script_lines`):
+``EventSource`` and ``WebSocket`` come with the browser, a STOMP client does not (ours is
+``stomp.js``, counted apart as the library a page needs). :func:`ease_table` counts the server and
+the Python client code each technique needs from our package (:data:`EASE_PARTS`), leaving out
+blank lines, comments and docstrings (:func:`code_lines`): that is the cost of *building* the
+technique, which a framework usually pays for you.
 """
 from __future__ import annotations
 
@@ -11,7 +15,9 @@ import ast
 import importlib
 import inspect
 import io
+import re
 import tokenize
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -74,4 +80,79 @@ def ease_table(parts: dict[str, dict[str, list[str]]] | None = None) -> pd.DataF
         client = sum(code_lines(s) for s in sides["client"])
         rows.append({"technique": technique, "server_lines": server, "client_lines": client,
                      "total_lines": server + client})
+    return pd.DataFrame(rows)
+
+
+PAGES = Path(__file__).resolve().parents[3] / "servers" / "feed" / "pages"
+
+#: The page a browser opens per technique, the browser API it rests on and the script library it
+#: loads beyond the page's own script (the shared ``feed.js``, which only draws the list, is not counted).
+BROWSER_PAGES: dict[str, dict[str, Any]] = {
+    "poll": {"page": "poll.html", "api": "fetch + setTimeout", "library": None},
+    "longpoll": {"page": "longpoll.html", "api": "fetch in a loop", "library": None},
+    "sse": {"page": "sse.html", "api": "EventSource (built in)", "library": None},
+    "ws": {"page": "ws.html", "api": "WebSocket (built in)", "library": None},
+    "stomp": {"page": "stomp.html", "api": "WebSocket + a STOMP client", "library": "stomp.js"},
+}
+
+_SCRIPT = re.compile(r"<script>(.*?)</script>", re.S)
+
+
+def page_script(page: str) -> str:
+    """The inline script of a feed page (everything between ``<script>`` and ``</script>``), or a
+    whole ``.js`` file, as the browser runs it."""
+    text = (PAGES / page).read_text(encoding="utf-8")
+    if page.endswith(".js"):
+        return text
+    return "\n".join(block.strip("\n") for block in _SCRIPT.findall(text)) + "\n"
+
+
+def script_lines(source: str) -> int:
+    """Lines of JavaScript that are neither blank nor only a ``//`` comment (region markers included)."""
+    count, in_block = 0, False
+    for line in source.splitlines():
+        text = line.strip()
+        if in_block:
+            in_block = "*/" not in text
+            continue
+        if text.startswith("/*"):
+            in_block = "*/" not in text
+            continue
+        if text and not text.startswith("//"):
+            count += 1
+    return count
+
+
+_REGION = re.compile(r"^\s*//\s*region:\s*([\w.-]+)\s*$", re.M)
+
+
+def page_regions(page: str) -> list[str]:
+    """The names of the ``// region: NAME`` blocks a page marks (the lines a lesson shows)."""
+    return _REGION.findall((PAGES / page).read_text(encoding="utf-8"))
+
+
+def technique_lines(page: str) -> tuple[int, str]:
+    """``(lines, what was counted)``: the lines of the page's marked regions (the technique itself,
+    without the page's test hooks and status text) if it marks any, else of its whole script."""
+    from lab.code import script_text
+
+    regions = page_regions(page)
+    if not regions:
+        return script_lines(page_script(page)), "whole script"
+    return (sum(script_lines(script_text(page, name)[1]) for name in regions),
+            "regions " + ", ".join(regions))
+
+
+def browser_table() -> pd.DataFrame:
+    """Per technique: the page, the browser API, the lines of the technique in the page's script
+    (:func:`technique_lines`), the whole script, and the library it loads (0 if none), counted now
+    from ``servers/feed/pages``."""
+    rows = []
+    for technique, spec in BROWSER_PAGES.items():
+        library = spec["library"]
+        lines, counted = technique_lines(spec["page"])
+        rows.append({"technique": technique, "page": spec["page"], "browser_api": spec["api"],
+                     "technique_lines": lines, "counted": counted,
+                     "whole_script_lines": script_lines(page_script(spec["page"])),
+                     "library": library or "", "library_lines": script_lines(page_script(library)) if library else 0})
     return pd.DataFrame(rows)

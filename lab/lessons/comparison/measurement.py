@@ -3,14 +3,23 @@
 A point is one technique at one event rate with some subscribers, all through a wire tap, while
 a publisher around the tap posts events at random moments; it returns one summary row (bytes,
 requests and latency per event, the server's CPU, memory and descriptors) and the latency of
-every delivered event. :func:`measure_idle` is the cost of connections while nothing happens.
+every delivered event.
+
+Bytes per event mix two costs: what a connection pays once (the handshake, a subscription) and
+what each event costs once the connection is open. A short run spreads the first over few events,
+so the row also splits them: ``steady_bytes_per_event`` is counted on the wire between the moment
+every subscriber has its first event and the moment every subscriber has its last (no handshake,
+no closing inside), and ``fixed_bytes_per_connection`` is the rest, per connection, so that
+``bytes per event = steady + fixed x connections / deliveries`` holds exactly. :func:`measure_idle` is the cost of connections while nothing happens.
 :func:`sweep` runs both for every technique on a fresh :class:`FeedProcess`, as the benchmark
 does at full size.
 """
 from __future__ import annotations
 
 import asyncio
+import math
 import time
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 import pandas as pd
@@ -39,7 +48,63 @@ SUMMARY_COLUMNS = [
     "event_json_bytes", "requests_per_event", "connections_per_event",
     "latency_p50_ms", "latency_p95_ms", "latency_p99_ms", "latency_mean_ms",
     "server_cpu_s_per_1000_events", "server_rss_mb", "server_fds", "poll_interval_s",
+    "steady_bytes_per_event", "steady_deliveries", "fixed_bytes_per_connection",
 ]
+
+
+class _Watched(list):
+    """A subscriber's list of received events that tells ``on_append`` each time one arrives."""
+
+    def __init__(self, on_append) -> None:
+        super().__init__()
+        self._on_append = on_append
+
+    def append(self, item) -> None:
+        super().append(item)
+        self._on_append()
+
+
+class _Window:
+    """Tap byte totals and deliveries at two moments: every subscriber has its first event, and
+    every subscriber has its last. Each is taken just after the append that completes it (in the
+    loop's next step, once a poll's whole answer is appended), on the server loop, before the
+    tap can relay anything a subscriber sends or closes afterwards."""
+
+    def __init__(self, tap, subscribers: int) -> None:
+        self.tap, self.subscribers = tap, subscribers
+        self.lists: list[_Watched] = []
+        self.last_seq: int | None = None
+        self.start: tuple[int, int] | None = None
+        self.end: tuple[int, int] | None = None
+        self._asked: set[str] = set()
+
+    def new_list(self) -> "_Watched":
+        watched = _Watched(self._arrived)
+        self.lists.append(watched)
+        return watched
+
+    def _take(self, which: str) -> None:
+        wire = sum(c.bytes_up + c.bytes_down for c in self.tap.snapshot())
+        setattr(self, which, (wire, sum(len(rows) for rows in self.lists)))
+
+    def _arrived(self) -> None:
+        if self.last_seq is None or len(self.lists) < self.subscribers:
+            return
+        due = []
+        if "start" not in self._asked and all(self.lists):
+            due.append("start")
+        if "end" not in self._asked and all(rows and rows[-1][0] == self.last_seq for rows in self.lists):
+            due.append("end")
+        for which in due:
+            self._asked.add(which)
+            asyncio.get_running_loop().call_soon(self._take, which)
+
+    def steady(self) -> tuple[float, int]:
+        """(bytes per delivery inside the window, deliveries inside it); NaN if it holds none."""
+        if self.start is None or self.end is None or self.end[1] <= self.start[1]:
+            return float("nan"), 0
+        deliveries = self.end[1] - self.start[1]
+        return (self.end[0] - self.start[0]) / deliveries, deliveries
 
 
 def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: int = 1, *,
@@ -61,8 +126,9 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
     count = int(min(max_events, max(min_events, round(rate * seconds))))
     tap = start_tap(feed.url, name=f"comparison tap {technique}", capture_bytes=CAPTURE_BYTES)
     try:
+        window = _Window(tap, subscribers)
         result = runtime.run(_run_point(feed, tap.url, technique, rate, subscribers, count, payload_bytes,
-                                        poll_interval, longpoll_timeout, seed),
+                                        poll_interval, longpoll_timeout, seed, window),
                              timeout=count / rate + poll_interval + longpoll_timeout + 120)
         try:
             tap.wait_closed(timeout=5)
@@ -93,6 +159,7 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
                               for client, rows in got.items() for seq, sent, received, _ in rows],
                              columns=["client", "seq", "sent_at", "received_at"])
     latencies["latency_ms"] = (latencies.received_at - latencies.sent_at) * 1000.0
+    steady, steady_deliveries = window.steady()
     q = latencies.latency_ms.quantile([0.5, 0.95, 0.99]) if len(latencies) else pd.Series([float("nan")] * 3,
                                                                                           index=[0.5, 0.95, 0.99])
     row = {
@@ -112,6 +179,9 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
         "server_cpu_s_per_1000_events": cpu / per * 1000.0,
         "server_rss_mb": server_rss / 2**20, "server_fds": server_fds,
         "poll_interval_s": poll_interval if technique == "poll" else float("nan"),
+        "steady_bytes_per_event": steady, "steady_deliveries": steady_deliveries,
+        "fixed_bytes_per_connection": ((bytes_down + bytes_up - steady * delivered) / len(conns)
+                                       if conns and not math.isnan(steady) else float("nan")),
     }
     latencies.insert(0, "technique", technique)
     latencies.insert(1, "rate_eps", rate)
@@ -122,13 +192,16 @@ def measure_point(feed: FeedProcess, technique: str, rate: float, subscribers: i
 
 
 async def _run_point(feed: FeedProcess, url: str, technique: str, rate: float, subscribers: int, count: int,
-                     payload_bytes: int, poll_interval: float, longpoll_timeout: float, seed: int):
+                     payload_bytes: int, poll_interval: float, longpoll_timeout: float, seed: int,
+                     window: "_Window | None" = None):
     publisher = KeepAliveHTTP(feed.url)
     try:
         warm = await publisher.json("POST", "/feed/publish", {"data": "start"})  # the cursor to start from
         after = warm["seq"]
         seqs = set(range(after + 1, after + count + 1))
-        got: dict[int, list] = {i: [] for i in range(subscribers)}
+        got: dict[int, list] = {i: (window.new_list() if window else []) for i in range(subscribers)}
+        if window is not None:
+            window.last_seq = after + count
         readies = [asyncio.get_running_loop().create_future() for _ in range(subscribers)]
         tasks = []
         for i in range(subscribers):  # open one by one: the tap's connections come in client order
@@ -263,3 +336,21 @@ def sweep(techniques: Sequence[str] = TECHNIQUES, points: Sequence[tuple[float, 
     summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
     latencies = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return summary, latencies, pd.DataFrame(idle, columns=IDLE_COLUMNS)
+
+
+RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results"
+
+
+def committed_results(name: str) -> pd.DataFrame | None:
+    """A CSV the full benchmarks committed under ``benchmarks/results/`` (``"fanout_summary"``,
+    ``"techniques"``...), or None if it is not there."""
+    path = RESULTS / f"{name}.csv"
+    return pd.read_csv(path) if path.exists() else None
+
+
+def latency_percentiles(latencies: pd.DataFrame, by: str | Sequence[str] = "technique") -> pd.DataFrame:
+    """Per group: how many events were timed (``n``) and their latency percentiles and maximum (ms)."""
+    grouped = latencies.groupby(by, sort=False).latency_ms
+    table = grouped.quantile([0.5, 0.9, 0.99]).unstack()
+    table.columns = ["p50_ms", "p90_ms", "p99_ms"]
+    return pd.concat([grouped.size().rename("n"), table, grouped.max().rename("max_ms")], axis=1)

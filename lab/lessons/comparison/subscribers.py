@@ -119,3 +119,30 @@ def _subscriber(technique: str, url: str, after: int, seqs: set[int], got: list,
     if technique == "stomp":
         return _stomp_subscriber(url, after, seqs, got, ready)
     raise ValueError(f"unknown technique {technique!r}; use one of {', '.join(TECHNIQUES)}")
+
+
+def technique_key(label: str) -> str | None:
+    """``"sse"`` for ``"sse"`` or ``"SSE"``: the short name behind a name or a :data:`LABELS` label."""
+    for key, shown in LABELS.items():
+        if str(label) in (key, shown):
+            return key
+    return None
+
+
+def colour_by_technique(ax) -> None:
+    """Give every line and bar of ``ax`` that stands for a technique the course's colour for it
+    (:func:`lab.plots.technique_color`), whatever order the plot drew them in; legend included."""
+    from lab.plots import technique_color
+
+    for line in ax.get_lines():
+        key = technique_key(line.get_label())
+        if key:
+            line.set_color(technique_color(key))
+    ticks = [technique_key(t.get_text()) for t in ax.get_xticklabels()]
+    for container in ax.containers:
+        if hasattr(container, "patches"):
+            for patch, key in zip(container.patches, ticks):
+                if key:
+                    patch.set_color(technique_color(key))
+    if ax.get_legend() is not None:
+        ax.legend()

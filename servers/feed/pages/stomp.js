@@ -57,6 +57,7 @@ class StompClient {
     });
   }
 
+  // region: frame
   sendFrame(command, headers = {}, body = '') {
     const bytes = new TextEncoder().encode(body);
     const escape = command !== 'CONNECT' && command !== 'CONNECTED';
@@ -68,6 +69,7 @@ class StompClient {
     }
     this.socket.send(lines.join('\n') + '\n\n' + body + '\0');
   }
+  // endregion
 
   static escape(text) {
     return text.replace(/\\/g, '\\\\').replace(/\r/g, '\\r').replace(/\n/g, '\\n').replace(/:/g, '\\c');
@@ -123,6 +125,7 @@ class StompClient {
     return {command, headers, body};
   }
 
+  // region: dispatch
   _dispatch(frame) {
     if (frame.command === 'CONNECTED') {
       this.connected = frame;
@@ -138,4 +141,5 @@ class StompClient {
       this.onerror(frame);
     }
   }
+  // endregion
 }
