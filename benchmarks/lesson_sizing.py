@@ -3,8 +3,9 @@
 ``python -m benchmarks.lesson_sizing`` runs every lesson in ``notebooks/`` in a fresh kernel, as
 ``make lessons`` does, while a sampler thread watches every process below this one: the kernel
 and whatever it starts (servers in child processes, ``redis-server``, nginx and its workers).
-Results go to ``benchmarks/results/lesson_sizing.csv``; the README's instructor table is copied
-from it (``tests/test_benchmarks.py`` checks the two agree).
+Results go to ``benchmarks/results/lesson_sizing.csv``; ``--readme`` then writes the README's
+instructor table from it (between its ``lesson-sizing`` markers; ``tests/test_benchmarks.py``
+checks the two agree).
 
 What each column means:
 
@@ -90,11 +91,46 @@ def size_lesson(path: Path) -> dict:
             "ok": result.ok}
 
 
+README = ROOT / "README.md"
+START, END = "<!-- lesson-sizing:start -->", "<!-- lesson-sizing:end -->"
+HEADER = ("| lesson | time (s) | peak memory (MiB) | processes | listening ports | CPU (s) |\n"
+          "|---|---:|---:|---:|---:|---:|")
+
+
+def readme_table(rows: list[dict]) -> str:
+    """The README's instructor table for ``rows`` (as read from the CSV)."""
+    lines = [HEADER] + [f"| `{r['lesson']}` | {float(r['seconds']):.0f} | {int(float(r['peak_rss_mib']))} | "
+                        f"{r['peak_processes']} | {r['peak_listening_ports']} | {float(r['cpu_s']):.1f} |" for r in rows]
+    return "\n".join(lines)
+
+
+def read_csv(path: Path = RESULTS) -> list[dict]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def readme_section(text: str) -> str:
+    """What the README has between the markers (the table)."""
+    start, end = text.index(START) + len(START), text.index(END)
+    return text[start:end].strip()
+
+
+def write_readme(rows: list[dict], readme: Path = README) -> None:
+    text = readme.read_text(encoding="utf-8")
+    start, end = text.index(START) + len(START), text.index(END)
+    readme.write_text(text[:start] + "\n" + readme_table(rows) + "\n" + text[end:], encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.lesson_sizing", description=__doc__.splitlines()[0])
     parser.add_argument("--only", default="", help="only lessons whose name contains this text")
     parser.add_argument("--out", type=Path, default=RESULTS, help=f"CSV to write (default: {RESULTS.relative_to(ROOT)})")
+    parser.add_argument("--readme", action="store_true",
+                        help="only write the README's instructor table from the CSV (no lesson is run)")
     args = parser.parse_args(argv)
+    if args.readme:
+        write_readme(read_csv(args.out))
+        return 0
     rows = []
     for path in discover(ROOT, ("notebooks",)):
         if args.only in path.name:

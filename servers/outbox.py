@@ -110,7 +110,8 @@ class Sender:
     def send(self, item: Any) -> bool:
         """Write ``item`` now, or queue it behind a write that waits for the socket; ``False``
         when the outbox is full (a slow consumer) or closed."""
-        if self.in_flight is None and not self.failed and not self.outbox and not self.outbox.closed:
+        outbox = self.outbox
+        if self.in_flight is None and not self.failed and not outbox._items and not outbox.closed:
             self._write_one(item)  # the common case: nothing waits, so no queue at all
             return True
         if not self.outbox.put(item):

@@ -13,7 +13,16 @@ another user of a shared machine cannot read or write tickets and sessions; its 
 a file only we can read, never the command line, which every user can see (``ps``). It holds
 at most ``maxmemory`` (256 MB by default) with the ``noeviction`` policy: when full it refuses
 new writes (the QR-login app answers ``503 store_full``) and never evicts another user's ticket or
-session to make room. It runs under :mod:`servers.lifeline`'s supervisor, so it dies with the
+session to make room.
+
+What survives a restart (Redis docs, "Redis persistence"): by default nothing is written to disk
+on its own (``save ""``, ``appendonly no``): a ``SAVE`` writes a snapshot (``dump.rdb``) that the
+next start loads, and a graceful :meth:`RedisHandle.restart` does exactly that when asked;
+:meth:`RedisHandle.restart` with ``hard=True`` SIGKILLs it first, so whatever changed since the
+last snapshot is gone. ``save="60 1"`` adds RDB save points; ``appendonly=True`` logs every write
+to an append-only file, which a killed Redis replays on start; ``appendfsync`` says how often
+that file is forced to disk (``everysec``: the docs' "you may lose 1 second of data" is about the
+machine losing power, since a killed process has already handed its writes to the kernel). It runs under :mod:`servers.lifeline`'s supervisor, so it dies with the
 process that started it, even a SIGKILLed kernel.
 """
 from __future__ import annotations
@@ -80,13 +89,17 @@ class RedisHandle:
     ``restart()``, ``client()``. ``maxmemory`` and ``policy`` are Redis's own settings."""
 
     def __init__(self, binary: str, host: str = "127.0.0.1", port: int | None = None, *,
-                 maxmemory: str = DEFAULT_MAXMEMORY, policy: str = DEFAULT_POLICY) -> None:
+                 maxmemory: str = DEFAULT_MAXMEMORY, policy: str = DEFAULT_POLICY, save: str = "",
+                 appendonly: bool = False, appendfsync: str = "everysec") -> None:
         self.binary = binary
         self.host = host
         self.port = port or _free_port(host)
         self.password = secrets.token_urlsafe(24)  # URL-safe: it goes into the URL unquoted
         self.maxmemory = maxmemory
         self.policy = policy
+        if appendfsync not in ("always", "everysec", "no"):
+            raise ValueError(f"appendfsync must be always, everysec or no, not {appendfsync!r}")
+        self.save, self.appendonly, self.appendfsync = save, bool(appendonly), appendfsync
         self._dir = tempfile.TemporaryDirectory(prefix="spl-redis-")  # mode 0700: ours alone
         self.process: subprocess.Popen | None = None
         self._lock = threading.Lock()
@@ -103,8 +116,10 @@ class RedisHandle:
         """The configuration file (the password must not be on the command line)."""
         path = Path(self._dir.name) / "redis.conf"
         lines = [f"bind {self.host}", f"port {self.port}", f"requirepass {self.password}",
-                 f"maxmemory {self.maxmemory}", f"maxmemory-policy {self.policy}", 'save ""',
-                 "appendonly no", f"dir {self._dir.name}", "daemonize no", "protected-mode yes",
+                 f"maxmemory {self.maxmemory}", f"maxmemory-policy {self.policy}",
+                 f'save "{self.save}"' if not self.save else f"save {self.save}",
+                 f"appendonly {'yes' if self.appendonly else 'no'}", f"appendfsync {self.appendfsync}",
+                 f"dir {self._dir.name}", "daemonize no", "protected-mode yes",
                  "loglevel notice"]
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as config:
@@ -171,10 +186,25 @@ class RedisHandle:
             self.process.kill()
         self.stop()
 
-    def restart(self) -> "RedisHandle":
-        """Stop and start again on the same port: every connection to it is dropped meanwhile."""
-        self.stop()
+    def restart(self, hard: bool = False) -> "RedisHandle":
+        """Stop and start again on the same port: every connection to it is dropped meanwhile.
+
+        ``hard``: SIGKILL instead of SIGTERM, as a crash or an out-of-memory kill would: Redis gets
+        no chance to save. Either way it starts from what is on disk (see the module docstring)."""
+        if hard:
+            self.kill()
+        else:
+            self.stop()
         return self.start()
+
+    def persistence(self) -> dict:
+        """What this Redis writes to disk: its ``save`` points, ``appendonly``, ``appendfsync``, and
+        when the last snapshot was written (``rdb_last_save_time``, seconds since the epoch)."""
+        client = self.client()
+        config = client.config_get("save") | client.config_get("appendonly") | client.config_get("appendfsync")
+        info = client.info("persistence")
+        return {**config, "rdb_last_save_time": info.get("rdb_last_save_time"),
+                "rdb_changes_since_last_save": info.get("rdb_changes_since_last_save")}
 
     def client(self, **kwargs):
         """A synchronous redis-py client for this server (``decode_responses=True``)."""
@@ -188,12 +218,15 @@ _started: list[RedisHandle] = []
 
 
 def start_redis(host: str = "127.0.0.1", attempts: int = 5, *, maxmemory: str = DEFAULT_MAXMEMORY,
-                policy: str = DEFAULT_POLICY) -> RedisHandle:
-    """Start a fresh redis-server on a free loopback port; it is stopped at exit if not before."""
+                policy: str = DEFAULT_POLICY, save: str = "", appendonly: bool = False,
+                appendfsync: str = "everysec") -> RedisHandle:
+    """Start a fresh redis-server on a free loopback port; it is stopped at exit if not before.
+    ``save``, ``appendonly``, ``appendfsync``: its persistence (default: none; module docstring)."""
     binary = find_redis_server()
     last_error: Exception | None = None
     for _ in range(attempts):
-        handle = RedisHandle(binary, host, maxmemory=maxmemory, policy=policy)
+        handle = RedisHandle(binary, host, maxmemory=maxmemory, policy=policy, save=save, appendonly=appendonly,
+                             appendfsync=appendfsync)
         try:
             handle.start()
         except RuntimeError as exc:  # most likely the free port was taken meanwhile: try another

@@ -22,7 +22,7 @@ from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
 
-__all__ = ["send_now", "http_chunk", "send_response_chunk", "send_websocket_frame", "can_send_frames"]
+__all__ = ["send_now", "http_chunk", "response_framing", "send_response_chunk", "send_websocket_frame", "can_send_frames"]
 
 
 def send_now(stream: Any, data: bytes) -> "Any | None":
@@ -50,6 +50,16 @@ def http_chunk(data: bytes) -> bytes:
     return b"%x\r\n%b\r\n" % (len(data), data)
 
 
+def response_framing(connection: Any) -> str | None:
+    """How the body of a streamed response whose head is out goes on the wire: ``"chunked"``
+    (HTTP/1.1 chunked framing), ``"raw"`` (the body runs to the close: HTTP/1.0), or ``None``
+    (a ``Content-Length`` to count, or not Tornado's HTTP/1 connection: use ``connection.write``)."""
+    chunked = getattr(connection, "_chunking_output", None)
+    if chunked is None or getattr(connection, "_expected_content_remaining", 0) is not None:
+        return None
+    return "chunked" if chunked else "raw"
+
+
 def send_response_chunk(connection: Any, data: bytes, chunk: bytes | None = None) -> "Any | None":
     """Write ``data`` as the next piece of a streamed response whose head is already out.
 
@@ -58,10 +68,10 @@ def send_response_chunk(connection: Any, data: bytes, chunk: bytes | None = None
     event is framed once for all), as is when its body simply runs to the close. A response with
     a ``Content-Length`` takes the usual path (Tornado counts what is left).
     """
-    chunked = getattr(connection, "_chunking_output", None)
-    if chunked is None or getattr(connection, "_expected_content_remaining", 0) is not None:
+    framing = response_framing(connection)
+    if framing is None:
         return connection.write(data)
-    if chunked:
+    if framing == "chunked":
         return send_now(connection.stream, chunk if chunk is not None else http_chunk(data))
     return send_now(connection.stream, data)
 

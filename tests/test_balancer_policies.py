@@ -143,7 +143,7 @@ def test_nginx_config_per_policy(policy, expected, tmp_path):
     assert expected in text
     for needed in ("proxy_buffering off;", "proxy_http_version 1.1;", "proxy_set_header Host $http_host;",
                    "$proxy_add_x_forwarded_for", "proxy_set_header Upgrade $http_upgrade;", "proxy_read_timeout 1h;",
-                   "~^/(api/tickets|m|qr)/(?<t>[^/.]+) $t;", "server 127.0.0.1:8001 max_fails=0;", "daemon off;",
+                   "~^/(api/tickets|m|qr)/(?<t>[^/.]+) $t;", "server 127.0.0.1:8001 max_fails=1 fail_timeout=10s;", "daemon off;",
                    "listen 127.0.0.1:8080;"):
         assert needed in text, needed
 

@@ -132,6 +132,22 @@ def test_fanout_quick_run_reaches_every_subscriber(tmp_path):
     assert (events.received == events.subscribers).all(), events[events.received != events.subscribers]
     assert (events.time_to_last_ms > 0).all()
     assert {("ours", "sse"), ("ours", "ws"), ("ours", "sse+ws"), ("bare", "sse"), ("bare", "ws"),
-            ("websockets", "ws")} <= set(zip(summary.server, summary.kind))
-    assert {"vs_bare", "vs_websockets", "deliveries_per_s"} <= set(summary.columns)
+            ("websockets", "ws"), ("floor", "sse"), ("floor", "ws")} <= set(zip(summary.server, summary.kind))
+    assert {"vs_bare", "vs_websockets", "vs_floor", "deliveries_per_s", "rss_kb_per_connection"} <= set(summary.columns)
+    assert (summary.rss_kb_per_connection > 0).all()
     assert (summary.loc[summary.server == "bare", "vs_bare"] == 1).all()
+
+
+def test_the_readme_instructor_table_is_the_committed_lesson_sizing():
+    from benchmarks import lesson_sizing
+
+    rows = lesson_sizing.read_csv()
+    lessons = sorted(p.stem for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb"))
+    assert sorted(r["lesson"] for r in rows) == lessons, "benchmarks/results/lesson_sizing.csv must size every lesson"
+    assert all(r["ok"] == "True" for r in rows), [r["lesson"] for r in rows if r["ok"] != "True"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert lesson_sizing.readme_section(readme) == lesson_sizing.readme_table(rows), (
+        "README's instructor table differs from benchmarks/results/lesson_sizing.csv: "
+        "python -m benchmarks.lesson_sizing --readme")
+    over = [r["lesson"] for r in rows if float(r["peak_rss_mib"]) > 1024 or float(r["cpu_s"]) > 60]
+    assert not over, f"lessons over 1 GiB or 60 CPU-seconds by default (make their defaults smaller): {over}"

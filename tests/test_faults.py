@@ -189,3 +189,26 @@ def test_summary_and_heatmap_say_what_they_count():
     assert ax.figure.axes[-1].get_ylabel() == "logins that lost a state (%)"
     with pytest.raises(UnitMissing):
         faults.plot_heatmap(summary, label="lost")
+
+
+# -- how the balancer learns of a crash, and a Redis killed --------------------------------------
+
+
+def test_the_balancer_learns_of_the_crash_from_a_failed_request_not_from_being_told(redis_url):
+    with cluster(redis_url, "pubsub") as c:
+        run = faults.crash_browser_server(c, 4, "sse")
+        window = faults.dead_server_window(c, run)
+        backends = [b.name for b in c.balancer.backends]
+    assert run.info["target"] in backends, "the crash fault must not remove the server from the balancer"
+    met = window[window["who"] != "balancer"]
+    assert len(met) >= 1 and (met["status"] == 502).all(), window
+    verdicts = list(window[window["who"] == "balancer"]["what"])
+    assert verdicts[:1] == ["health: down"], window
+    first_down = window.index[window["what"] == "health: down"][0]
+    assert (window.loc[:first_down, "t_ms"] >= 0).all() and counts(run)["completed"] == 4, explain(run)
+
+
+def test_redis_killed_is_the_matrix_fault_without_a_snapshot():
+    assert "redis_killed" in faults.FAULTS
+    fault = faults.FAULTS["redis_killed"](None, object())
+    assert fault.fault_name == "redis_killed"

@@ -101,6 +101,18 @@ class BalancerHandle:
                 raise TimeoutError(f"the routing log has {len(frame)} rows, expected {rows} within {timeout} s")
             time.sleep(0.02)
 
+    def health_log(self):
+        """What the passive health check did (ours only): ``time``, ``backend``, ``event``
+        (failed, down: skipped from now for ``fail_timeout``; up: tried again), ``fails``, ``why``."""
+        import pandas as pd
+
+        if self.kind != "python":
+            raise NotImplementedError("nginx keeps its failure counts to itself (its error log says 'upstream ... failed')")
+        rows = self._impl.call(lambda app: [dict(e) for e in app.health.events])
+        frame = pd.DataFrame(rows, columns=["time", "backend", "event", "fails", "why"])
+        frame["time"] = pd.to_datetime(frame["time"], unit="s", utc=True)
+        return frame
+
     def open_connections(self) -> dict[str, int]:
         """Open proxied connections per backend (ours only; what ``least_conn`` looks at)."""
         if self.kind != "python":
@@ -118,7 +130,8 @@ class BalancerHandle:
 def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: str = "python",
                    name: str = "lb", *, host: str = "127.0.0.1", port: int = 0,
                    connect_timeout: float = 3.0, failover: bool = False, seed: int | None = None,
-                   push_backends: Sequence[Any] = ()) -> BalancerHandle:
+                   push_backends: Sequence[Any] = (), max_fails: int = 1,
+                   fail_timeout: float = 10.0) -> BalancerHandle:
     """Start a balancer in front of ``backends`` (URLs, ``"NAME=URL"`` or server handles).
 
     ``kind="python"`` is ours, in-process on the server loop; ``kind="nginx"`` starts real nginx (raises :class:`NginxMissing` with
@@ -127,7 +140,10 @@ def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: s
     gives a JSON 502 with both; ``failover=True`` (nginx only) lets nginx retry another backend.
     ``seed`` makes ours' ``random`` policy repeatable (nginx's ``random`` cannot be seeded).
     ``push_backends`` (the gateway fix): the push routes ``/api/tickets/{id}/events|ws|longpoll``
-    go to these (in turn) instead of ``backends``.
+    go to these (in turn) instead of ``backends``. ``max_fails``, ``fail_timeout``: the passive
+    health check both kinds do, nginx's ``server`` parameters with nginx's defaults: a backend
+    with ``max_fails`` failed requests within ``fail_timeout`` seconds is skipped for
+    ``fail_timeout`` (``max_fails=0``: never; see :class:`~servers.balancer.backends.PassiveHealth`).
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
@@ -136,14 +152,15 @@ def start_balancer(backends: Sequence[Any], policy: str = "round_robin", kind: s
         from servers.runtime import serve
 
         app = BalancerApp(backends, policy, name=name, connect_timeout=connect_timeout, seed=seed,
-                          push_backends=push_backends)
+                          push_backends=push_backends, max_fails=max_fails, fail_timeout=fail_timeout)
         return BalancerHandle(kind, policy, name, serve(app, host=host, port=port))
     if kind == "nginx":
         from servers.balancer.nginx import NginxBalancer, stop_same_name
 
         stop_same_name(name)
         impl = NginxBalancer(backends, policy, name=name, host=host, port=port,
-                             connect_timeout=connect_timeout, failover=failover, push_backends=push_backends)
+                             connect_timeout=connect_timeout, failover=failover, push_backends=push_backends,
+                             max_fails=max_fails, fail_timeout=fail_timeout)
         try:
             impl.start()
         except BaseException:

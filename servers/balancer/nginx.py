@@ -25,6 +25,11 @@ SSE needs ``proxy_buffering off``; WebSocket needs ``proxy_http_version 1.1``, t
 cannot be reached gives the same JSON 502 as ours (``error_page`` to a named location), and
 ``proxy_next_upstream off`` with ``max_fails=0`` keeps nginx from silently retrying another
 backend, so both balancers fail the same way (``failover=True`` restores nginx's default retry).
+Both notice a dead backend the same way too, passively: each ``server`` line carries
+``max_fails=N fail_timeout=Ts`` (nginx's defaults 1 and 10 s, written out), so after N failed
+attempts within T seconds nginx skips that server for T seconds ("error" and "timeout" count as
+failed attempts even with ``proxy_next_upstream off``; nginx docs, ngx_http_upstream_module and
+ngx_http_proxy_module). Open-source nginx has no active health checks.
 For a WebSocket to a dead backend nginx answers the upgrade request with that 502: unlike ours, it
 never completes the handshake.
 
@@ -90,14 +95,16 @@ LOG_FORMAT = ('{"msec":"$msec","request_time":"$request_time","client":"$remote_
 
 def render_config(backends: Sequence[Backend], policy: str, *, directory: str, host: str, port: int,
                   name: str = "lb", connect_timeout: float = 3.0, failover: bool = False,
-                  run_as_user: str | None = None, push_backends: Sequence[Backend] = ()) -> str:
+                  run_as_user: str | None = None, push_backends: Sequence[Backend] = (),
+                  max_fails: int = 1, fail_timeout: float = 10.0) -> str:
     """The whole nginx.conf for these backends and this policy (a pure function, for tests too)."""
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; choose one of {', '.join(POLICIES)}")
     if not backends:
         raise ValueError("nginx needs at least one backend")
     d = directory
-    fail = "" if failover else " max_fails=0"
+    period = f"{int(fail_timeout)}s" if fail_timeout == int(fail_timeout) else f"{round(fail_timeout * 1000)}ms"
+    fail = f" max_fails={int(max_fails)} fail_timeout={period}"  # the passive health check (module docs)
     balance = {"round_robin": "", "least_conn": "least_conn;",
                "ip_hash": "hash $remote_addr;  # the full address, not ip_hash's /24 (see module docs)",
                "cookie": "", "ticket_hash": "hash $ticket_key consistent;", "random": "random;"}[policy]
@@ -234,7 +241,8 @@ class NginxBalancer:
 
     def __init__(self, backends: Sequence[Any], policy: str = "round_robin", *, name: str = "lb",
                  host: str = "127.0.0.1", port: int = 0, connect_timeout: float = 3.0,
-                 failover: bool = False, binary: str | None = None, push_backends: Sequence[Any] = ()) -> None:
+                 failover: bool = False, binary: str | None = None, push_backends: Sequence[Any] = (),
+                 max_fails: int = 1, fail_timeout: float = 10.0) -> None:
         self.binary = binary or find_nginx()
         self.kind = "nginx"
         self.policy = policy
@@ -243,6 +251,7 @@ class NginxBalancer:
         self.requested_port = port
         self.connect_timeout = connect_timeout
         self.failover = failover
+        self.max_fails, self.fail_timeout = max_fails, fail_timeout
         self.backends: list[Backend] = as_backends(backends)
         self.push_backends: list[Backend] = as_backends(push_backends)  # the gateway fix's push tier
         self._tmp = tempfile.TemporaryDirectory(prefix="spl-nginx-")
@@ -279,7 +288,8 @@ class NginxBalancer:
         text = render_config(self.backends, self.policy, directory=str(self.directory), host=self.host,
                              port=self.port, name=self.name, connect_timeout=self.connect_timeout,
                              failover=self.failover, run_as_user=self._run_as_user(),
-                             push_backends=self.push_backends)
+                             push_backends=self.push_backends, max_fails=self.max_fails,
+                             fail_timeout=self.fail_timeout)
         self.config_path.write_text(text)
 
     def start(self, timeout: float = 10, attempts: int = 5) -> "NginxBalancer":

@@ -31,7 +31,7 @@ import hashlib
 import random as _random
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Collection, Iterable, Mapping, Sequence
 from urllib.parse import parse_qs
 
 __all__ = ["POLICIES", "STICKY_COOKIE", "RouteRequest", "HashRing", "ticket_from", "route_of",
@@ -102,11 +102,20 @@ class HashRing:
         self._hashes = [h for h, _ in points]
         self._owners = [name for _, name in points]
 
-    def lookup(self, key: str) -> str:
+    def lookup(self, key: str, live: Collection[str] | None = None) -> str:
+        """The owner of ``key``; with ``live``, the first owner clockwise that is in it (a server
+        skipped by the health check hands its keys to the next point on the ring, as nginx's
+        ``hash ... consistent`` does; the other keys stay where they were)."""
         if not self._hashes:
             raise LookupError("the hash ring is empty: no backends")
         index = bisect.bisect(self._hashes, _hash64(key)) % len(self._hashes)
-        return self._owners[index]
+        if live is None:
+            return self._owners[index]
+        for step in range(len(self._owners)):
+            owner = self._owners[(index + step) % len(self._owners)]
+            if owner in live:
+                return owner
+        raise LookupError("no live backend on the hash ring")
 
 
 # ---- the policies as pure functions ------------------------------------------------------------
@@ -138,10 +147,10 @@ def cookie(cookies: Mapping[str, str], names: Sequence[str], counter: int = 0) -
 
 
 def ticket_hash(ticket: str | None, ring: HashRing, names: Sequence[str], counter: int = 0) -> str:
-    """The ring's owner of the ticket id; a request with no ticket goes round robin."""
+    """The ring's owner of the ticket id among ``names``; a request with no ticket goes round robin."""
     if ticket is None:
         return round_robin(counter, names)
-    return ring.lookup(ticket)
+    return ring.lookup(ticket, names if len(names) < len(ring.names) else None)
 
 
 class Router:
@@ -167,21 +176,23 @@ class Router:
         for name in self.names:
             self.open_connections.setdefault(name, 0)
 
-    def choose(self, request: RouteRequest) -> tuple[str, bool]:
-        if not self.names:
-            raise LookupError("the balancer has no backends")
+    def choose(self, request: RouteRequest, live: Sequence[str] | None = None) -> tuple[str, bool]:
+        """``live``: the backends the health check has not put out (default: all of them)."""
+        names = self.names if live is None else [name for name in self.names if name in live]
+        if not names:
+            raise LookupError("the balancer has no backends" if not self.names else "no live backends")
         counter, self.counter = self.counter, self.counter + 1
         if self.policy == "round_robin":
-            return round_robin(counter, self.names), False
+            return round_robin(counter, names), False
         if self.policy == "least_conn":
-            return least_conn(self.open_connections, self.names, counter), False
+            return least_conn(self.open_connections, names, counter), False
         if self.policy == "ip_hash":
-            return ip_hash(request.client, self.names), False
+            return ip_hash(request.client, names), False
         if self.policy == "cookie":
-            return cookie(request.cookies, self.names, counter)
+            return cookie(request.cookies, names, counter)
         if self.policy == "random":
-            return self.rng.choice(self.names), False
-        return ticket_hash(request.ticket, self.ring, self.names, counter), False
+            return self.rng.choice(names), False
+        return ticket_hash(request.ticket, self.ring, names, counter), False
 
     def opened(self, name: str) -> None:
         self.open_connections[name] = self.open_connections.get(name, 0) + 1

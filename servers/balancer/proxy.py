@@ -14,7 +14,12 @@ what the lessons need from a balancer and no more:
   cookies, Origin, and ``X-Forwarded-For``), answers the client's handshake with the backend's
   choice, then relays frames and close codes both ways;
 * a backend that is down: 502 JSON naming the backend after a short connect timeout (never a
-  hang); a WebSocket is accepted and closed with 1014 "bad gateway" and the reason.
+  hang); a WebSocket is accepted and closed with 1014 "bad gateway" and the reason. Like nginx,
+  it notices a dead backend only by such failed requests, and then skips it for a while
+  (``max_fails``, ``fail_timeout``: :class:`~servers.balancer.backends.PassiveHealth`).
+
+Why this is one module: the HTTP relay and the WebSocket relay share one choice of backend, one
+routing log and one failure count per backend; apart, neither half reads without the other.
 
 Responses the balancer makes itself carry ``X-Served-By: <balancer name>``; proxied responses keep
 the backend's own ``X-Served-By``, so a learner sees which server answered.
@@ -36,10 +41,10 @@ from tornado import httputil
 from tornado.http1connection import HTTP1Connection, HTTP1ConnectionParameters
 from tornado.iostream import StreamClosedError
 
-from servers.balancer.backends import Backend, as_backend, as_backends
+from servers.balancer.backends import Backend, PassiveHealth, as_backend, as_backends
 from servers.balancer.policies import STICKY_COOKIE, RouteRequest, Router, is_push_route
 from servers.balancer.routing import record, routing_frame
-from servers.runtime import ServerApp
+from servers.runtime import ServerApp, cancel_and_wait
 
 __all__ = ["BalancerApp", "HOP_BY_HOP"]
 
@@ -71,7 +76,11 @@ class BalancerApp(ServerApp):
 
     def __init__(self, backends: Sequence[Any], policy: str = "round_robin", *, name: str = "lb",
                  connect_timeout: float = 3.0, vnodes: int = 160, seed: int | None = None,
-                 max_log: int = 100_000, push_backends: Sequence[Any] = (), **settings: Any) -> None:
+                 max_log: int = 100_000, push_backends: Sequence[Any] = (), max_fails: int = 1,
+                 fail_timeout: float = 10.0, **settings: Any) -> None:
+        # Every answer, the 502s for a dead backend included, is in the routing log (and failures in
+        # ``health.events``); a 502 is the balancer working as it should, not an error to print.
+        settings.setdefault("log_function", lambda handler: None)
         rules = [tornado.routing.Rule(_WebSocketUpgrade(), WebSocketProxyHandler),
                  tornado.routing.Rule(tornado.routing.AnyMatches(), HttpProxyHandler)]
         super().__init__(rules, name=name, **settings)
@@ -82,10 +91,12 @@ class BalancerApp(ServerApp):
         self.push_backends: list[Backend] = as_backends(push_backends)
         self.push_router = Router("round_robin", [b.name for b in self.push_backends])
         self.connect_timeout = connect_timeout
+        self.health = PassiveHealth(max_fails, fail_timeout)  # nginx's max_fails / fail_timeout
         # The newest ``max_log`` decisions (a balancer left running must not grow without bound).
         self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=max_log)
         self.tcp_client = tornado.tcpclient.TCPClient()
         self.open_upstreams: set[Any] = set()
+        self.relays: set[asyncio.Task] = set()  # WebSocket relays: held here, cancelled on shutdown
 
     # -- backends ------------------------------------------------------------------------------
     def set_backends(self, backends: Sequence[Any]) -> None:
@@ -106,11 +117,10 @@ class BalancerApp(ServerApp):
         route = RouteRequest(client=request.remote_ip or "", path=request.path, query=request.query,
                              method=request.method or "GET",
                              cookies={k: m.value for k, m in request.cookies.items()})
-        if self.push_backends and is_push_route(request.path):
-            name, _ = self.push_router.choose(route)
-            return next(b for b in self.push_backends if b.name == name), False
-        name, set_cookie = self.router.choose(route)
-        return next(b for b in self.backends if b.name == name), set_cookie
+        pool, router = ((self.push_backends, self.push_router) if self.push_backends and is_push_route(request.path)
+                        else (self.backends, self.router))
+        name, set_cookie = router.choose(route, self.health.live(router.names))  # LookupError: none live
+        return next(b for b in pool if b.name == name), set_cookie and router is self.router
 
     def log_decision(self, request, backend: Backend | None, status: int | None = None) -> dict[str, Any]:
         entry = record(request.remote_ip or "", request.method or "", request.uri or "/",
@@ -124,6 +134,7 @@ class BalancerApp(ServerApp):
     async def shutdown(self) -> None:
         for stream in list(self.open_upstreams):
             stream.close()
+        await cancel_and_wait(list(self.relays), 2)
         self.tcp_client.close()
 
 
@@ -173,7 +184,13 @@ class HttpProxyHandler(_BalancerReplies, tornado.web.RequestHandler):
         if not app.backends:
             self.reply_json(503, {"error": "no_backends", "detail": "The balancer has no backends to send this to."})
             return
-        backend, set_cookie = app.choose(self.request)
+        try:
+            backend, set_cookie = app.choose(self.request)
+        except LookupError:  # every backend failed within fail_timeout (nginx: "no live upstreams")
+            app.log_decision(self.request, None, 502)
+            self.reply_json(502, {"error": "bad_gateway", "backend": None, "detail": "No live backend: each "
+                                  f"failed within the last {app.health.fail_timeout:g} s."})
+            return
         entry = app.log_decision(self.request, backend)
         app.router.opened(backend.name)
         try:
@@ -246,6 +263,7 @@ class HttpProxyHandler(_BalancerReplies, tornado.web.RequestHandler):
 
     def _bad_gateway(self, backend: Backend, entry: dict[str, Any], why: str) -> None:
         entry["status"] = 502
+        self.application.health.failed(backend.name, why)  # type: ignore[attr-defined]
         if self.client_gone:
             return
         self.reply_json(502, {"error": "bad_gateway", "backend": backend.name,
@@ -267,6 +285,7 @@ class _ResponseRelay(httputil.HTTPMessageDelegate):
         handler = self.handler
         self.started = True
         self.entry["status"] = start_line.code
+        handler.application.health.succeeded(self.backend.name)  # type: ignore[attr-defined]
         if handler.client_gone:
             return None
         handler.set_status(start_line.code, start_line.reason or "Unknown")
@@ -320,7 +339,12 @@ class WebSocketProxyHandler(_BalancerReplies, tornado.websocket.WebSocketHandler
         if not app.backends:
             self.reply_json(503, {"error": "no_backends", "detail": "The balancer has no backends to send this to."})
             return
-        self.backend, _ = app.choose(self.request)
+        try:
+            self.backend, _ = app.choose(self.request)
+        except LookupError:
+            app.log_decision(self.request, None, 502)
+            self.reply_json(502, {"error": "bad_gateway", "backend": None, "detail": "No live backend."})
+            return
         self.entry = app.log_decision(self.request, self.backend)
         app.router.opened(self.backend.name)
         self.counted = True
@@ -339,6 +363,7 @@ class WebSocketProxyHandler(_BalancerReplies, tornado.websocket.WebSocketHandler
             if response is None or exc.code >= 599:
                 self._reply_bad_gateway_later(f"failed the handshake ({exc})")
             else:
+                app.health.succeeded(self.backend.name)  # it answered: not a failed attempt
                 self.clear()
                 self.set_status(exc.code, response.reason or "Unknown")
                 for key, value in response.headers.get_all():
@@ -354,6 +379,7 @@ class WebSocketProxyHandler(_BalancerReplies, tornado.websocket.WebSocketHandler
             return
         if self.upstream is not None:
             self.entry["status"] = 101
+            app.health.succeeded(self.backend.name)
             app.open_upstreams.add(self.upstream)
             served_by = self.upstream.headers.get("X-Served-By")
             if served_by:
@@ -369,6 +395,7 @@ class WebSocketProxyHandler(_BalancerReplies, tornado.websocket.WebSocketHandler
         assert self.backend is not None and self.entry is not None
         self.entry["status"] = 502
         self.failure = f"backend {self.backend.name} {why}"
+        self.application.health.failed(self.backend.name, why)  # type: ignore[attr-defined]
         self._uncount()
 
     def _uncount(self) -> None:
@@ -399,7 +426,10 @@ class WebSocketProxyHandler(_BalancerReplies, tornado.websocket.WebSocketHandler
         if self.upstream is None:
             self.close(CLOSE_BAD_GATEWAY, (self.failure or "bad gateway")[:120])
             return
-        asyncio.ensure_future(self._relay_from_backend())
+        relays = self.application.relays  # type: ignore[attr-defined]
+        relay = asyncio.ensure_future(self._relay_from_backend())
+        relays.add(relay)
+        relay.add_done_callback(relays.discard)
 
     async def _relay_from_backend(self) -> None:
         upstream = self.upstream

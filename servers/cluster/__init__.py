@@ -158,7 +158,7 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str | Fix = "none"
                   transport: str | None = None, redis_url: str | None = None, processes: bool = False,
                   names: list[str] | None = None, *, name: str = "cluster", host: str = "127.0.0.1",
                   port: int = 0, ticket_ttl: float = 120, connect_timeout: float = 3.0,
-                  seed: int | None = None) -> ClusterHandle:
+                  seed: int | None = None, max_fails: int = 1, fail_timeout: float = 10.0) -> ClusterHandle:
     """Start ``n`` QR-login servers behind a balancer (``"python"``, ours, or ``"nginx"``).
 
     ``fix``: a name from ``servers.qrlogin.fixes.FIXES`` or a :class:`~servers.qrlogin.push.Fix`
@@ -167,7 +167,9 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str | Fix = "none"
     the policy), else ``round_robin``. A fix with a push tier (``gateway``) gets it started in
     front of the push routes. Redis: ``redis_url``, else ``REDIS_URL``, else a fresh ``redis-server`` that
     the cluster stops with itself. ``transport`` is the default for ``browser()``/``login_once()``.
-    ``port`` is the balancer's (0: a free one).
+    ``port`` is the balancer's (0: a free one). ``max_fails``, ``fail_timeout``: the balancer's
+    passive health check (nginx's parameters and defaults): a crashed server is skipped only after
+    requests have failed on it.
     """
     from servers.qrlogin.fixes import FIXES, get_fix
     from servers.redisproc import redis_url_from_env, start_redis
@@ -208,7 +210,8 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str | Fix = "none"
                                                      ticket_ttl=ticket_ttl, trusted_proxies=balancer_addresses(host))
         lb = start_balancer([f"{k}={v.url}" for k, v in started.items()], policy, kind=balancer,
                             name=f"{name}-lb", host=host, port=port, connect_timeout=connect_timeout,
-                            seed=seed, push_backends=[gateway] if gateway is not None else ())
+                            seed=seed, push_backends=[gateway] if gateway is not None else (),
+                            max_fails=max_fails, fail_timeout=fail_timeout)
     except BaseException:
         for server in [*started.values(), *([gateway] if gateway is not None else [])]:
             try:

@@ -39,7 +39,7 @@ from tornado.iostream import StreamClosedError
 from servers.eventstream import HEARTBEAT_COMMENT, EventStreamMixin
 from servers.outbox import Outbox, Sender
 from servers.limits import holds_connection
-from servers.socketwrite import http_chunk, send_response_chunk
+from servers.socketwrite import http_chunk, response_framing, send_now
 from servers.web import BaseHandler
 from servers.wire.sse import encode_event
 
@@ -62,6 +62,7 @@ class SSEHandler(EventStreamMixin, BaseHandler):
     kind = "sse"
     outbox: Outbox | None = None
     sender: Sender | None = None
+    framing: str | None = None  # "chunked", "raw" or "tornado": how events are written (_write)
 
     @holds_connection("sse")  # 429 beyond max_connections_per_address (servers.limits)
     async def get(self) -> None:
@@ -98,16 +99,20 @@ class SSEHandler(EventStreamMixin, BaseHandler):
 
     def _write(self, item) -> "asyncio.Future | None":
         self.wrote()
-        if self.application.transforms:  # e.g. compress_response: let Tornado transform the chunk
-            self.write(HEARTBEAT_COMMENT if item is HEARTBEAT else self._encoded(item))
-            return self.flush()
-        # The head is out: this is what flush() does with one chunk, minus the handler's buffer and
-        # two futures, and with the chunk framed once per event for every subscriber (with 10,000
-        # subscribers, per-event work per subscriber is the fan-out's cost): servers.socketwrite.
-        if item is HEARTBEAT:
-            return send_response_chunk(self.request.connection, HEARTBEAT_COMMENT, _HEARTBEAT_CHUNK)
-        return send_response_chunk(self.request.connection, self._encoded(item),
-                                   self.application.buffer.encoded(item, "sse-chunk", _chunked_feed_event))
+        if self.framing is None:  # decided once, at the first write after the head went out
+            self.framing = "tornado" if self.application.transforms else \
+                (response_framing(self.request.connection) or "tornado")
+        if self.framing == "chunked":
+            # Framed once per event for every subscriber, straight to the socket when nothing
+            # waits before it (servers.socketwrite): with 10,000 subscribers, per-event work per
+            # subscriber is the whole cost of a fan-out.
+            return send_now(self.request.connection.stream, _HEARTBEAT_CHUNK if item is HEARTBEAT else
+                            self.application.buffer.encoded(item, "sse-chunk", _chunked_feed_event))
+        data = HEARTBEAT_COMMENT if item is HEARTBEAT else self._encoded(item)
+        if self.framing == "raw":  # HTTP/1.0: the body runs to the close
+            return send_now(self.request.connection.stream, data)
+        self.write(data)  # e.g. compress_response: Tornado transforms the chunk
+        return self.flush()
 
     def deliver(self, event: dict) -> None:
         if not self.sender.send(event) and not self.outbox.closed:

@@ -34,7 +34,7 @@ import tornado.websocket
 
 from servers.outbox import Outbox, Sender
 from servers.limits import LimitedWebSocketMixin
-from servers.socketwrite import can_send_frames, send_websocket_frame
+from servers.socketwrite import can_send_frames, send_now, send_websocket_frame
 from servers.web import ApiError, BaseWebSocketHandler, loads_json
 from servers.wire.websocket import encode_frame
 
@@ -53,6 +53,7 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     kind = "ws"
     outbox: Outbox | None = None
     sender: Sender | None = None
+    frame_stream: Any = None
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
         raw = self.get_argument("after", None)
@@ -69,6 +70,9 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         # Each message is written the moment it is queued (servers.outbox); a failed write
         # means the connection is gone, and on_close cleans up.
         self.sender = Sender(self.outbox, self._write, lambda error: None)
+        # Frames go out as bytes encoded once per event when no compression was negotiated
+        # (decided at the handshake, so once per connection): servers.socketwrite.
+        self.frame_stream = self.ws_connection.stream if can_send_frames(self.ws_connection) else None
         self.application.subscribers.add(self)
         after = self.get_argument("after", None)
         if after is not None:
@@ -87,24 +91,28 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
 
     def _write(self, item: Any) -> "asyncio.Future | None":
         """Write one outbox item; returns the future of the last frame written (None: nothing)."""
-        if isinstance(item, _Replay):
-            events, gap = self.application.buffer.resume(item.after, item.epoch)
-            written = self._send_text(json.dumps({"type": "gap", **gap}).encode()) if gap else None
-            for event in events:  # asked for: sent again even if sent before
-                written = self._send_event(event)
-            return written
-        if "seq" not in item:
-            return self._send_text(json.dumps(item, separators=(",", ":")).encode())
-        # a live event: not if a replay already sent it
-        return self._send_event(item) if item["seq"] > self.last_sent else None
+        if type(item) is dict:
+            seq = item.get("seq")
+            if seq is None:  # a notice
+                return self._send_text(json.dumps(item, separators=(",", ":")).encode())
+            # a live event: not if a replay already sent it
+            return self._send_event(item) if seq > self.last_sent else None
+        events, gap = self.application.buffer.resume(item.after, item.epoch)  # a _Replay
+        written = self._send_text(json.dumps({"type": "gap", **gap}).encode()) if gap else None
+        for event in events:  # asked for: sent again even if sent before
+            written = self._send_event(event)
+        return written
 
     def _send_event(self, event: dict) -> "asyncio.Future | None":
-        self.last_sent = max(self.last_sent, event["seq"])
-        conn = self.ws_connection
-        if conn is not None and not conn.is_closing() and can_send_frames(conn):
+        seq = event["seq"]
+        if seq > self.last_sent:
+            self.last_sent = seq
+        if self.frame_stream is not None:
+            if self.ws_connection is None or self.ws_connection.is_closing():
+                raise tornado.websocket.WebSocketClosedError()
             # The whole frame, encoded once per event for every subscriber (server frames are
             # not masked), straight to the socket when nothing waits before it.
-            return send_websocket_frame(conn, self.application.buffer.encoded(event, "ws-frame", _text_frame))
+            return send_now(self.frame_stream, self.application.buffer.encoded(event, "ws-frame", _text_frame))
         return self._send_text(self.application.buffer.encoded(event, "ws", _utf8_json))
 
     def _send_text(self, payload: bytes) -> "asyncio.Future | None":

@@ -15,10 +15,11 @@ would. One fault is injected at a fixed point of the logins:
 fault                what happens
 ===================  =======================================================================
 ``crash``            the server holding most browser channels dies (in-process: every
-                     connection dropped at once; ``processes=True`` cluster: SIGKILL), then
-                     the balancer's health check takes it out of rotation
-``redis_restart``    Redis stops and starts again on the same port, from a snapshot
-``redis_lost_data``  the same without the snapshot: every ticket in flight is gone
+                     connection dropped at once; ``processes=True`` cluster: SIGKILL); the
+                     balancer skips it once a request has failed on it (passive check)
+``redis_restart``    Redis saves a snapshot (``SAVE``), stops and starts again from it
+``redis_killed``     Redis is SIGKILLed (no ``SAVE``) and restarts with what its persistence
+                     kept: nothing here, so every ticket in flight is gone
 ``backend_removed``  the balancer stops sending to one server (a deploy drain); the server
                      and the browser channels it holds stay up
 ``slow_consumer``    one browser's page takes nothing in for ``stall_s`` (a busy tab, a tunnel)
@@ -61,12 +62,13 @@ from lab.lessons.faults.browser import EVENTSOURCE_LIKE, JITTERED, Backoff, Brow
 from lab.lessons.faults.kinds import (FAULTS, backend_removed_fault, crash_fault, drop_all_fault,
                                       redis_restart_fault, slow_consumer_fault)
 from lab.lessons.faults.logins import RETRYABLE, STATES_OF_A_LOGIN, FaultRun, run_logins
-from lab.lessons.faults.scenarios import (crash_browser_server, fault_matrix, reconnect_storm, requests_per_bin,
-                                          restart_redis, slow_consumer, stop_backend)
+from lab.lessons.faults.scenarios import (crash_browser_server, dead_server_window, fault_matrix, reconnect_storm,
+                                          redis_survival, requests_per_bin, restart_redis, slow_consumer,
+                                          stop_backend)
 from lab.lessons.faults.summary import plot_heatmap, summarize
 
 __all__ = ["Backoff", "EVENTSOURCE_LIKE", "JITTERED", "BrowserSession", "FaultRun", "FAULTS", "run_logins",
-           "crash_browser_server", "restart_redis", "stop_backend", "slow_consumer", "reconnect_storm",
+           "crash_browser_server", "dead_server_window", "redis_survival", "restart_redis", "stop_backend", "slow_consumer", "reconnect_storm",
            "fault_matrix", "summarize", "plot_heatmap", "requests_per_bin", "STATES_OF_A_LOGIN",
            "RETRYABLE", "crash_fault", "redis_restart_fault", "backend_removed_fault", "slow_consumer_fault",
            "drop_all_fault"]

@@ -69,6 +69,24 @@ class _ResumingSSE(SSEChannel):
         self._reader = asyncio.ensure_future(self._read())
 
 
+class _Poll(PollChannel):
+    """Short polling whose request in flight is never abandoned half-way.
+
+    Closing a page cancels whatever its channel awaits. Tornado's HTTP client cannot abort a
+    request: a cancelled one runs on, and if its connection then fails (the cluster is stopped,
+    a server is killed) Tornado logs "Exception after Future was cancelled". So the poll is
+    shielded: the page stops waiting for it at once, and it ends by itself, within its timeout,
+    its outcome read and dropped."""
+
+    async def _poll_once(self) -> None:
+        request = asyncio.ensure_future(self.browser.request("GET", f"/api/tickets/{self.ticket}", what="poll: "))
+        # Its outcome is read even when nobody waits any more (shield alone would not, on Python 3.11+).
+        request.add_done_callback(lambda done: done.cancelled() or done.exception())
+        body, served_by = await asyncio.shield(request)
+        self.served_by = served_by
+        self._got(body)
+
+
 class _ResumingWS(WSChannel):
     """A WebSocket that reconnects with ``?after=v``: the server replays what is newer than v."""
 
@@ -163,7 +181,7 @@ class BrowserSession:
             return _ResumingWS(self.browser, self.ticket, after=version)
         if kind == "longpoll":
             return _ResumingLongPoll(self.browser, self.ticket, self.state if version else None, version)
-        return PollChannel(self.browser, self.ticket)
+        return _Poll(self.browser, self.ticket)
 
     def _record(self, channel) -> None:
         keep = channel._got

@@ -30,8 +30,9 @@ async def _in_thread(fn: Callable, *args: Any) -> Any:
 
 
 def crash_fault(target: str | None = None) -> Callable:
-    """The browser's server dies (in-process crash, or SIGKILL of a process); the balancer then
-    takes it out of rotation, as its health check would."""
+    """The browser's server dies (in-process crash, or SIGKILL of a process). Nobody tells the
+    balancer: it finds out from the requests that fail on the dead server (its passive health
+    check, ``max_fails``/``fail_timeout``, as nginx does) and only then skips it."""
 
     async def crash(cluster, sessions):
         name = target or _busiest(cluster, sessions)
@@ -42,7 +43,6 @@ def crash_fault(target: str | None = None) -> Callable:
         finishing = asyncio.ensure_future(_in_thread(cluster.crash, name))
         while server.running and not finishing.done():
             await asyncio.sleep(0.001)
-        await _in_thread(cluster.balancer.remove_backend, name)
         kind = "SIGKILL" if hasattr(cluster.servers[name], "pid") else "in-process crash"
         return {"target": name, "how": kind, "fault_started": started, "pending": finishing,
                 "channels_on_target": sum(1 for s in sessions if s.served_by == name)}
@@ -52,8 +52,10 @@ def crash_fault(target: str | None = None) -> Callable:
 
 
 def redis_restart_fault(redis_handle, keep_data: bool = True) -> Callable:
-    """Redis stops and starts again on the same port; ``keep_data``: it saved a snapshot first
-    (``SAVE``; it reloads ``dump.rdb`` on start), else every ticket in flight is gone."""
+    """Redis stops and starts again on the same port. ``keep_data``: a graceful restart, a
+    snapshot first (``SAVE``; it reloads ``dump.rdb`` on start). Otherwise it is killed (SIGKILL,
+    no ``SAVE``) and comes back with whatever its persistence kept: with the lessons' Redis (no
+    snapshots, no append-only file) nothing, so every ticket in flight is gone."""
 
     async def restart(cluster, sessions):
         started = time.time()
@@ -61,13 +63,15 @@ def redis_restart_fault(redis_handle, keep_data: bool = True) -> Callable:
         def blocking() -> None:
             if keep_data:
                 redis_handle.client().save()
-            redis_handle.restart()
+                redis_handle.restart()
+            else:
+                redis_handle.restart(hard=True)
 
         await _in_thread(blocking)
-        return {"target": "redis", "how": "restart with snapshot" if keep_data else "restart, data lost",
+        return {"target": "redis", "how": "SAVE, then restart" if keep_data else "SIGKILL, then restart",
                 "fault_started": started, "down_s": time.time() - started}
 
-    restart.fault_name = "redis_restart" if keep_data else "redis_lost_data"
+    restart.fault_name = "redis_restart" if keep_data else "redis_killed"
     return restart
 
 
@@ -126,7 +130,8 @@ def _redis_of(cluster, redis_handle):
 FAULTS = {
     "crash": lambda cluster, redis_handle: crash_fault(),
     "redis_restart": lambda cluster, redis_handle: redis_restart_fault(_redis_of(cluster, redis_handle), True),
-    "redis_lost_data": lambda cluster, redis_handle: redis_restart_fault(_redis_of(cluster, redis_handle), False),
+    "redis_killed": lambda cluster, redis_handle: redis_restart_fault(_redis_of(cluster, redis_handle), False),
+    "redis_lost_data": lambda cluster, redis_handle: redis_restart_fault(_redis_of(cluster, redis_handle), False),  # old name
     "backend_removed": lambda cluster, redis_handle: backend_removed_fault(),
     "slow_consumer": lambda cluster, redis_handle: slow_consumer_fault(),
 }

@@ -241,8 +241,9 @@ async def _run_async(cluster, n: int, transport: str, fault: Callable | None, *,
             if sync is not None:
                 await sync.all_ready.wait()
             elif fault_after is not None:  # free-running: once enough logins completed (or all ended)
-                await asyncio.wait([asyncio.ensure_future(half_done.wait()), asyncio.gather(*tasks)],
-                                   return_when=asyncio.FIRST_COMPLETED)
+                waiter = asyncio.ensure_future(half_done.wait())
+                await asyncio.wait([waiter, asyncio.gather(*tasks)], return_when=asyncio.FIRST_COMPLETED)
+                await runtime.cancel_and_wait([waiter])
             injected_at = time.time()
             info.update(await fault(cluster, sessions) or {})
             info["fault_at"] = info.get("fault_started", injected_at)
@@ -256,9 +257,8 @@ async def _run_async(cluster, n: int, transport: str, fault: Callable | None, *,
             info["recover_s"] = await probe
         if "pending" in info:
             await info.pop("pending")
-    finally:
-        for task in [*tasks, *([probe] if probe is not None else [])]:
-            task.cancel()
+    finally:  # normally all done already; after an error, none is left pending (and later destroyed)
+        await runtime.cancel_and_wait([*tasks, probe, info.pop("pending", None)], 10)
         if not phone_ready.done():
             phone_ready.cancel()
     fault_at = info.get("fault_at")

@@ -28,6 +28,31 @@ def crash_browser_server(cluster, n: int = 4, transport: str = "sse", *, scan_be
     return run_logins(cluster, n, transport, crash_fault(target), scan_before_fault=scan_before_fault, **options)
 
 
+def dead_server_window(cluster, run: FaultRun) -> pd.DataFrame:
+    """Every request the balancer sent to the crashed server from the crash on, and what its
+    passive health check made of it: ``t_ms`` (since the crash, from the routing log's and the
+    health log's own timestamps), ``who`` (browser 127.0.0.2 or phone 127.0.0.3; ``probe`` for the
+    recovery check's fresh logins, which come from the same addresses), ``what`` (the route, or the
+    health event), ``status``. The window is up to the ``down`` row: from then on the balancer skips
+    the server."""
+    target, since = run.info["target"], run.info["fault_at"]
+    start = pd.to_datetime(since, unit="s", utc=True)
+    log = cluster.routing_log()
+    hits = log[(log["backend"] == target) & (log["time"] >= start)]
+    who = hits["client"].map({"127.0.0.2": "browser", "127.0.0.3": "phone"}).fillna(hits["client"])
+    rows = pd.DataFrame({"time": hits["time"], "who": who, "what": hits["method"] + " " + hits["route"].astype(str),
+                         "status": hits["status"]})
+    if cluster.balancer.kind == "python":
+        health = cluster.balancer.health_log()
+        health = health[(health["backend"] == target) & (health["time"] >= start) & (health["event"] != "failed")]
+        rows = pd.concat([rows, pd.DataFrame({"time": health["time"], "who": "balancer",
+                                              "what": "health: " + health["event"],
+                                              "status": None})])
+    rows = rows.sort_values("time", kind="stable").reset_index(drop=True)
+    rows.insert(0, "t_ms", ((rows["time"] - start).dt.total_seconds() * 1000).round(1))
+    return rows.drop(columns="time")
+
+
 def restart_redis(cluster, n: int = 4, transport: str = "sse", *, keep_data: bool = True, redis_handle=None,
                   **options: Any) -> FaultRun:
     """Redis restarts mid-login (``keep_data``: from a snapshot; otherwise empty)."""
@@ -125,3 +150,68 @@ def fault_matrix(faults: Iterable[str] = ("crash", "redis_restart", "backend_rem
     finally:
         redis.stop()
     return pd.concat(frames, ignore_index=True)
+
+
+def redis_survival(kill: bool, appendonly: bool = False) -> tuple[pd.DataFrame, str]:
+    """What a Redis restart keeps, on a fresh Redis and a one-server ``streams`` cluster.
+
+    Three tickets: ``old`` confirmed before a snapshot (``SAVE``), ``mid`` created before it and
+    confirmed after, ``new`` created and confirmed after it. Then Redis restarts: gracefully
+    (``kill=False``: ``SAVE`` again, then SIGTERM) or killed (SIGKILL, no ``SAVE``); with
+    ``appendonly`` it also logs every write to its append-only file (``appendfsync everysec``).
+    Returns a row per ticket (its version and state before and after, and its stream's entries
+    after; ``gone`` when Redis no longer has it) and the raw answer to a browser that resumes
+    ``mid`` from ``scanned``, the version it had seen before it went away (``Last-Event-ID: 2``).
+    """
+    import requests
+
+    from servers.cluster import start_cluster
+    from servers.redisproc import start_redis
+
+    redis = start_redis(appendonly=appendonly)
+    try:
+        with start_cluster(1, fix="streams", redis_url=redis.url, name="faults-redis") as cluster:
+            phone = cluster.phone()
+            phone.login()
+
+            def create() -> str:
+                return requests.post(cluster.url + "/api/tickets", timeout=10).json()["ticket"]
+
+            def confirm(ticket: str) -> None:
+                phone.scan(ticket)
+                phone.confirm(ticket)
+
+            tickets = {"old": create(), "mid": create()}
+            confirm(tickets["old"])
+            redis.client().save()  # the snapshot: old at version 3, mid at version 1
+            confirm(tickets["mid"])
+            tickets["new"] = create()
+            confirm(tickets["new"])
+            store = redis.client()
+            before = {name: store.hget(f"qr:ticket:{t}", "version") for name, t in tickets.items()}
+            if kill:
+                redis.restart(hard=True)
+            else:
+                redis.client().save()
+                redis.restart()
+            store = redis.client()
+            rows = []
+            for name, ticket in tickets.items():
+                fields = store.hgetall(f"qr:ticket:{ticket}")
+                rows.append({"ticket": name, "version_before": int(before[name]),
+                             "version_after": int(fields["version"]) if fields else None,
+                             "state_after": fields.get("state", "gone") if fields else "gone",
+                             "log_entries_after": store.xlen(f"qr:stream:{ticket}")})
+            with requests.get(f"{cluster.url}/api/tickets/{tickets['mid']}/events", stream=True, timeout=10,
+                              headers={"Last-Event-ID": "2"}) as answer:
+                wire = b""
+                for chunk in answer.iter_content(chunk_size=None):
+                    wire += chunk
+                    if b"\nid:" in wire and wire.endswith(b"\n\n"):
+                        break
+    finally:
+        redis.stop()
+    frame = pd.DataFrame(rows).astype({"version_after": "Int64"})
+    frame.insert(0, "restart", "SIGKILL" if kill else "SAVE + SIGTERM")
+    frame.insert(1, "persistence", "append-only file (everysec)" if appendonly else "none")
+    return frame, wire.decode()
