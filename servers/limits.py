@@ -25,7 +25,25 @@ live QR-login tickets per    counted in Redis for the whole cluster, a ticket co
 client address (``max_``     expires: ``429 {"error": "too_many_tickets"}`` with ``Retry-After``
 ``tickets_per_address``)     (when its oldest ticket expires). Each ticket is kept in the shared
                              store for minutes, so a rate alone would let one client fill it.
+budgets per client address   counted in Redis for the whole cluster (:class:`SharedBudgets`), a
+per window (``login_``       fixed window of ``shared_window_s``: password attempts, tickets
+``attempts_per_window``,     created, and lookups of ticket ids that do not exist (a guesser's
+``ticket_creations_per_``    misses). Over one: ``429`` ``too_many_login_attempts`` /
+``window``, ``unknown_``     ``too_many_ticket_creations`` / ``too_many_unknown_tickets`` with
+``tickets_per_window``)      ``Retry-After`` (when the window ends). Off (None) by default.
 ===========================  ==================================================================
+
+Why some budgets live in Redis: the token buckets above live in each process, so behind a
+balancer with N servers a client gets N times the budget (round robin hands each server 1/N of
+its calls). That is harmless for a flood (each server protects itself), but not for a budget
+that protects a *secret* - a password, a ticket id - where what matters is how many guesses
+the whole site answers. Those budgets are one counter per address in the shared Redis,
+incremented by one atomic Lua script (``INCR``, and ``PEXPIRE`` on the first hit of a window),
+so every server of the cluster counts against the same number.
+
+Why this is one module: the per-process limits and the cluster-wide budgets share the settings,
+the client-address rule and the refusal, and a reader comparing the two kinds of counter (a
+bucket in memory, a window in Redis) should have both in view.
 
 What every server refuses before any handler runs (body size, slow clients, connections per
 server, descriptor exhaustion) is in :mod:`servers.bounds`.
@@ -71,7 +89,7 @@ import time
 from typing import Any, Callable, Iterable
 
 __all__ = ["DEFAULT_LIMITS", "HARDENED_LIMITS", "CLOSE_TRY_AGAIN_LATER", "CLOSE_POLICY_VIOLATION", "TokenBucket",
-           "Limits", "client_address", "trusted_proxy_list", "ConnectionSlot", "limits_for", "holds_connection",
+           "Limits", "SharedBudgets", "client_address", "from_trusted_proxy", "trusted_proxy_list", "ConnectionSlot", "limits_for", "holds_connection",
            "rate_limited", "refuse", "LimitedWebSocketMixin"]
 
 CLOSE_POLICY_VIOLATION = 1008
@@ -87,6 +105,11 @@ DEFAULT_LIMITS: dict[str, Any] = {
     "max_tickets_per_address": 10000,     # live QR-login tickets one address may hold (cluster-wide, in Redis)
     "trusted_proxies": (),                # peers whose X-Forwarded-For (last entry) is believed
     "limit_table_size": 10000,            # addresses remembered for rate limits (oldest forgotten)
+    # Cluster-wide budgets per address per window, counted in Redis (SharedBudgets); None: no budget.
+    "shared_window_s": 60.0,              # the window of the budgets below (s)
+    "login_attempts_per_window": None,    # phone password logins tried (password guessing)
+    "ticket_creations_per_window": None,  # POST /api/tickets
+    "unknown_tickets_per_window": None,   # lookups of ticket ids that do not exist (id guessing)
 }
 
 #: Values for a server facing a real network (lesson 10 shows them refusing).
@@ -97,6 +120,9 @@ HARDENED_LIMITS: dict[str, Any] = {
     "api_rate": 5.0,
     "api_burst": 20,
     "max_tickets_per_address": 20,
+    "login_attempts_per_window": 10,      # per address per minute, for the whole cluster
+    "ticket_creations_per_window": 30,
+    "unknown_tickets_per_window": 30,
 }
 
 
@@ -219,6 +245,13 @@ class Limits:
         return {"held": self.held(), "addresses": len(self.connections), **self.refused}
 
 
+def from_trusted_proxy(request: Any, trusted_proxies: Iterable[Any] | str = ()) -> bool:
+    """Is the TCP peer one of ``trusted_proxies``? Only then are forwarding headers believed
+    (``X-Forwarded-For`` here, ``X-Forwarded-Proto`` in the QR-login app): the one rule."""
+    trusted = _networks(trusted_proxies)
+    return bool(trusted) and _in_networks(request.remote_ip or "", trusted)
+
+
 def client_address(request: Any, trusted_proxies: Iterable[Any] | str = ()) -> str:
     """Who is asking, by the one policy of every server (the module docstring's "Which address").
 
@@ -227,8 +260,7 @@ def client_address(request: Any, trusted_proxies: Iterable[Any] | str = ()) -> s
     limits count by it and the QR-login app records it (the phone's confirm page shows it).
     """
     peer = request.remote_ip or ""
-    trusted = _networks(trusted_proxies)
-    if trusted and _in_networks(peer, trusted):
+    if from_trusted_proxy(request, trusted_proxies):
         hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",") if h.strip()]
         if hops:
             return hops[-1][:64]
@@ -260,6 +292,61 @@ def _in_networks(address: str, networks: list) -> bool:
     except ValueError:
         return False
     return any(ip.version == net.version and ip in net for net in networks)
+
+
+class SharedBudgets:
+    """Budgets per client address per window, counted in Redis: one count for the whole cluster.
+
+    ``budgets`` maps a kind (``"login_attempts"``) to how many a client address may spend per
+    ``window_s`` (None: unlimited). :meth:`spend` adds one atomically, in Redis, and answers
+    ``(allowed, retry_after_s)``: every server of a cluster that shares the Redis sees the same
+    count, so N servers do not give an attacker N budgets. A fixed window (``INCRBY``, with
+    ``PEXPIRE`` on the window's first hit): simple, and at most twice the budget across a window
+    boundary, which is the trade-off against a sliding log.
+    """
+
+    SPEND = """
+local n = redis.call('INCRBY', KEYS[1], ARGV[2])
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+"""
+
+    def __init__(self, redis: Any, settings: dict[str, Any] | None = None, namespace: str = "qr") -> None:
+        merged = {**DEFAULT_LIMITS, **{k: v for k, v in (settings or {}).items() if k in DEFAULT_LIMITS}}
+        self.window_s = float(merged["shared_window_s"])
+        if not self.window_s > 0:
+            raise ValueError(f"shared_window_s must be > 0, not {self.window_s!r}")
+        self.budgets: dict[str, int | None] = {}
+        for kind in ("login_attempts", "ticket_creations", "unknown_tickets"):
+            value = merged[f"{kind}_per_window"]
+            if value is not None and (isinstance(value, bool) or int(value) < 1):
+                raise ValueError(f"{kind}_per_window must be None or a whole number >= 1, not {value!r}")
+            self.budgets[kind] = None if value is None else int(value)
+        self.namespace, self.redis = namespace, redis
+        self._script = redis.register_script(self.SPEND)
+
+    def key(self, kind: str, address: str) -> str:
+        return f"{self.namespace}:budget:{kind}:{address}"
+
+    def limited(self, kind: str) -> bool:
+        return self.budgets.get(kind) is not None
+
+    async def spend(self, kind: str, address: str, amount: int = 1) -> tuple[bool, float]:
+        """Spend ``amount`` of ``address``'s budget ``kind``: ``(allowed, retry_after_s)``.
+
+        Allowed while the count, this spending included, is within the budget. ``amount=0`` only
+        looks: allowed when one more would still be within it."""
+        budget = self.budgets.get(kind)
+        if budget is None:
+            return True, 0.0
+        count, ttl_ms = await self._script(keys=[self.key(kind, address)],
+                                           args=[max(1, int(self.window_s * 1000)), int(amount)])
+        return int(count) + (0 if amount else 1) <= budget, max(int(ttl_ms), 1) / 1000.0
+
+    async def spent(self, kind: str, address: str) -> int:
+        """How much of the budget ``address`` has spent in the current window."""
+        return int(await self.redis.get(self.key(kind, address)) or 0)
 
 
 def limits_for(app: Any) -> Limits:

@@ -237,3 +237,17 @@ def test_cookie_stickiness_pins_each_client_and_does_not_fix_login(cluster_facto
     browser_rows = log[(log["client"] == "127.0.0.2") & log["ticket"].notna()]
     assert (browser_rows.groupby("ticket")["backend"].nunique() == 1).all(), \
         "the sticky cookie keeps each browser on one server"
+
+
+def test_a_hardened_cluster_of_processes_shares_one_password_budget(redis_url):
+    """``--hardened`` reaches every server process: 10 password attempts per address per minute
+    for the whole cluster, however the balancer spreads them (round robin over 3 servers)."""
+    cluster = start_cluster(3, processes=True, redis_url=redis_url, hardened=True, name="hardened")
+    try:
+        codes = [requests.post(cluster.url + "/api/phone/login", json={"user": "alice", "password": f"guess{k}"},
+                               timeout=10).status_code for k in range(13)]
+        served = {r["backend"] for r in cluster.routing_log().to_dict("records")}
+    finally:
+        cluster.stop()
+    assert len(served) == 3, served  # the attempts were spread over every server
+    assert codes[:10] == [401] * 10 and codes[10:] == [429] * 3, codes

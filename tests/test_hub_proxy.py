@@ -369,7 +369,7 @@ def test_public_url_goes_into_the_qr_code_under_the_proxy(jupyter, hub_page, red
 
 def test_scan_url_behind_a_tls_hub_is_https(jupyter, redis_url):
     """A hub terminates TLS and adds ``X-Forwarded-Proto``; the proxy passes it on, the QR says https."""
-    qr = start_qrlogin("hub-tls", redis_url=redis_url)
+    qr = start_qrlogin("hub-tls", redis_url=redis_url, trusted_proxies=("127.0.0.1",))  # the hub's proxy is ours
     response = requests.post(jupyter.proxied(qr.port, "/api/tickets"), timeout=10,
                              headers={"Authorization": f"token {jupyter.token}", "X-Forwarded-Proto": "https"})
     assert response.status_code == 201, response.text

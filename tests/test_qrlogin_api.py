@@ -67,8 +67,10 @@ def test_ticket_ids_are_distinct(qr):
     assert len(ids) == 20
 
 
-def test_secure_cookie_only_behind_https_proxy(qr):
-    response = requests.post(qr.url + "/api/tickets", headers={"X-Forwarded-Proto": "https"})
+def test_secure_cookie_only_behind_https_proxy(redis_url):
+    """X-Forwarded-Proto is believed from a trusted proxy (the same rule as X-Forwarded-For)."""
+    with start_qrlogin("A", redis_url=redis_url, trusted_proxies=("127.0.0.1",)) as qr:
+        response = requests.post(qr.url + "/api/tickets", headers={"X-Forwarded-Proto": "https"})
     assert "Secure" in response.headers["Set-Cookie"]
     assert response.json()["scan_url"].startswith("https://")
 
@@ -116,8 +118,9 @@ def test_full_login_walks_every_state_and_ends_with_a_session(qr, redis_client):
 def test_binding_cookie_is_stored_only_as_a_fingerprint(qr, redis_client):
     browser, created = new_browser(qr)
     stored = redis_client.hgetall(f"qr:ticket:{created['ticket']}")
-    assert stored["bind"] == fingerprint(browser.cookies["qr_bind"])
-    assert browser.cookies["qr_bind"] not in stored.values()
+    sent = browser.cookies["qr_bind"].strip('"')  # the signed value ("2|1:0|..."), quoted in the jar
+    assert stored["bind"] == fingerprint(sent)
+    assert sent not in stored.values() and browser.cookies["qr_bind"] not in stored.values()
 
 
 def test_ticket_records_the_browser_behind_a_balancer(redis_url, redis_client):
@@ -199,7 +202,8 @@ def bystander(qr):
     ("POST", "/api/tickets/{t}/redeem"), ("GET", "/m/{t}"), ("GET", "/qr/{t}.png"), ("GET", "/api/tickets/{t}/ws"),
 ])
 def test_unknown_ticket_is_404_everywhere(qr, bystander, method, path):
-    headers = {**phone_token(qr), "Cookie": "qr_bind=" + "b" * 43}  # credentials pass; the ticket does not
+    signed = requests.post(qr.url + "/api/tickets").cookies["qr_bind"]  # a binding value the server issued
+    headers = {**phone_token(qr), "Cookie": "qr_bind=" + signed}  # credentials pass; the ticket does not
     response = requests.request(method, qr.url + path.format(t="NoSuchTicket0000000000"), headers=headers)
     assert_error(response, 404, "unknown_ticket")
 

@@ -37,11 +37,12 @@ def server_names(n: int) -> list[str]:
 
 
 def qrlogin_process(name: str, fix: str, redis_url: str, host: str = "127.0.0.1",
-                    ticket_ttl: float = 120, trusted_proxies: tuple[str, ...] = ()) -> ServerProcess:
+                    ticket_ttl: float = 120, trusted_proxies: tuple[str, ...] = (),
+                    hardened: bool = False) -> ServerProcess:
     """A QR-login server in a child process (``python -m servers qrlogin``). The Redis URL, which
     carries its password, goes in the child's environment (``REDIS_URL``), not on its command line."""
     return ServerProcess(["qrlogin", "--port", "0", "--host", host, "--name", name, "--fix", fix,
-                          "--ticket-ttl", str(ticket_ttl),
+                          "--ticket-ttl", str(ticket_ttl), *(["--hardened"] if hardened else []),
                           *[arg for proxy in trusted_proxies for arg in ("--trusted-proxy", proxy)]], name,
                          env={"REDIS_URL": redis_url})
 
@@ -158,7 +159,8 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str | Fix = "none"
                   transport: str | None = None, redis_url: str | None = None, processes: bool = False,
                   names: list[str] | None = None, *, name: str = "cluster", host: str = "127.0.0.1",
                   port: int = 0, ticket_ttl: float = 120, connect_timeout: float = 3.0,
-                  seed: int | None = None, max_fails: int = 1, fail_timeout: float = 10.0) -> ClusterHandle:
+                  seed: int | None = None, max_fails: int = 1, fail_timeout: float = 10.0,
+                  hardened: bool = False) -> ClusterHandle:
     """Start ``n`` QR-login servers behind a balancer (``"python"``, ours, or ``"nginx"``).
 
     ``fix``: a name from ``servers.qrlogin.fixes.FIXES`` or a :class:`~servers.qrlogin.push.Fix`
@@ -169,7 +171,8 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str | Fix = "none"
     the cluster stops with itself. ``transport`` is the default for ``browser()``/``login_once()``.
     ``port`` is the balancer's (0: a free one). ``max_fails``, ``fail_timeout``: the balancer's
     passive health check (nginx's parameters and defaults): a crashed server is skipped only after
-    requests have failed on it.
+    requests have failed on it. ``hardened``: every server with the limits for a network
+    (``servers.limits.HARDENED_LIMITS``: login throttling, cluster-wide budgets), as ``--hardened``.
     """
     from servers.qrlogin.fixes import FIXES, get_fix
     from servers.redisproc import redis_url_from_env, start_redis
@@ -202,12 +205,14 @@ def start_cluster(n: int = 2, policy: str | None = None, fix: str | Fix = "none"
         for server_name in names:
             if processes:
                 started[server_name] = qrlogin_process(server_name, spec.name, url, host=host, ticket_ttl=ticket_ttl,
-                                                       trusted_proxies=balancer_addresses(host))
+                                                       trusted_proxies=balancer_addresses(host), hardened=hardened)
             else:
+                from servers.limits import HARDENED_LIMITS
                 from servers.qrlogin.app import start_qrlogin
 
                 started[server_name] = start_qrlogin(server_name, fix=spec, redis_url=url, host=host,
-                                                     ticket_ttl=ticket_ttl, trusted_proxies=balancer_addresses(host))
+                                                     ticket_ttl=ticket_ttl, trusted_proxies=balancer_addresses(host),
+                                                     **(HARDENED_LIMITS if hardened else {}))
         lb = start_balancer([f"{k}={v.url}" for k, v in started.items()], policy, kind=balancer,
                             name=f"{name}-lb", host=host, port=port, connect_timeout=connect_timeout,
                             seed=seed, push_backends=[gateway] if gateway is not None else (),

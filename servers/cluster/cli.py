@@ -1,4 +1,4 @@
-"""``python -m servers cluster --port P --servers N --policy ... --fix ... --balancer python|nginx [--redis URL]``.
+"""``python -m servers cluster --port P --servers N --policy ... --fix ... --balancer python|nginx [--redis URL] [--hardened]``.
 
 The app servers are separate processes (``python -m servers qrlogin``); ``--port`` is the
 balancer's. Prints one JSON line when ready: ``{"url": <the balancer's URL>, "servers": {name:
@@ -43,6 +43,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--balancer", default="python", choices=("python", "nginx"), help="ours or real nginx")
     parser.add_argument("--redis", default=None, metavar="URL", help="shared Redis (default: REDIS_URL or start one)")
     parser.add_argument("--ticket-ttl", type=float, default=120, help="seconds a ticket stays valid")
+    parser.add_argument("--hardened", action="store_true",
+                        help="every server with the limits for a network: login throttling, cluster-wide budgets")
 
 
 def main(args) -> int:
@@ -53,7 +55,7 @@ def main(args) -> int:
     def start() -> dict:
         cluster = start_cluster(args.servers, args.policy, fix=args.fix, balancer=args.balancer,
                                 redis_url=args.redis, processes=True, host=args.host, port=args.port,
-                                ticket_ttl=args.ticket_ttl)
+                                ticket_ttl=args.ticket_ttl, hardened=args.hardened)
         clusters.append(cluster)
         return {"url": cluster.url, "servers": {n: s.url for n, s in cluster.servers.items()},
                 "redis": cluster.redis_url, "balancer": args.balancer, "policy": cluster.policy, "fix": args.fix,

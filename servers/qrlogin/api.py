@@ -20,14 +20,16 @@ class CreateTicketHandler(QRHandler):
     @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self) -> None:
         self.require_same_site()
-        bind = self.get_cookie(auth.BIND_COOKIE)
-        if not auth.well_formed(bind):
-            bind = auth.new_secret()
+        bind = self.binding_cookie()  # as the server signed it; a forged one is a 400, never adopted
+        fresh = bind is None
+        if fresh:  # a first ticket: a new value, signed with the cluster's cookie_secret
+            bind = self.create_signed_value(auth.BIND_COOKIE, auth.new_secret()).decode()
+        if not await self.within_budget("ticket_creations", "too_many_ticket_creations", "ticket creations"):
+            return
         limits = limits_for(self.qr)
-        ip = auth.client_address(self.request, limits.trusted)  # the limits' policy: proxies we trust
         try:
             ticket = await self.qr.tickets.create(
-                bind_secret=bind, ip=ip, ua=self.request.headers.get("User-Agent", ""),
+                bind_secret=bind, ip=self.client_ip(), ua=self.request.headers.get("User-Agent", ""),
                 scan_url_for=lambda ticket_id: self.qr.scan_url(self.request, ticket_id), created_by=self.qr.name,
                 max_per_address=limits.max_tickets)
         except TooManyTickets as exc:
@@ -35,7 +37,8 @@ class CreateTicketHandler(QRHandler):
             refuse(self, 429, "too_many_tickets", f"This address already holds {exc.limit} login tickets that have "
                                                   "not expired; use one of them, or wait.", exc.retry_after)
             return
-        self.set_cookie(auth.BIND_COOKIE, bind, **auth.cookie_options(self.request))
+        if fresh:
+            self.set_cookie(auth.BIND_COOKIE, bind, **auth.cookie_options(self.request, self.trusted_proxies))
         self.write_json({"ticket": ticket.id, "scan_url": ticket.fields["scan_url"], "expires_at": ticket.expires_at,
                          "state": ticket.state, "version": ticket.version}, status=201)
 
@@ -49,6 +52,9 @@ class PhoneLoginHandler(QRHandler):
         user, password = body["user"], body["password"]
         if not isinstance(user, str) or not isinstance(password, str):
             raise ApiError(400, "bad_field", "Both 'user' and 'password' must be strings.")
+        # Password guessing: attempts per address per window, counted in Redis for the whole cluster.
+        if not await self.within_budget("login_attempts", "too_many_login_attempts", "password attempts"):
+            return
         if not auth.password_ok(self.qr.users, user, password):
             raise ApiError(401, "bad_credentials", "Unknown user or wrong password (the demo user is alice/alice).")
         token = await self.qr.accounts.issue_token(user)
@@ -75,7 +81,7 @@ class ScanHandler(PhoneHandler):
     @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self, ticket_id: str) -> None:
         user = await self.phone_user()
-        phone_ip = auth.client_address(self.request, limits_for(self.qr).trusted)
+        phone_ip = self.client_ip()
         try:
             ticket, changed = await self.qr.tickets.transition(
                 ticket_id, ("pending", "scanned"), "scanned", check=None,
@@ -113,7 +119,7 @@ class RedeemHandler(QRHandler):
     @rate_limited  # 429 + Retry-After over the address's API rate (servers.limits)
     async def post(self, ticket_id: str) -> None:
         self.require_same_site()
-        bind = self.get_cookie(auth.BIND_COOKIE)
+        bind = self.binding_cookie()  # None if absent; a cookie the server did not sign: 403
         if not bind:
             raise ApiError(403, "missing_binding", "No binding cookie: only the browser that created the ticket "
                                                    "(POST /api/tickets) can redeem it.")
@@ -127,7 +133,7 @@ class RedeemHandler(QRHandler):
             raise ApiError(409, "already_redeemed", "This ticket was already redeemed; a ticket logs in once.")
         user = ticket.fields["user"]
         session = await self.qr.accounts.new_session(user, old_session=self.get_cookie(auth.SESSION_COOKIE))
-        self.set_cookie(auth.SESSION_COOKIE, session, **auth.cookie_options(self.request))
+        self.set_cookie(auth.SESSION_COOKIE, session, **auth.cookie_options(self.request, self.trusted_proxies))
         await self.qr.push.publish(ticket_id, ticket.event())
         self.write_json({**ticket.event(), "user": user})
 

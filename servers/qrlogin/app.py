@@ -40,7 +40,7 @@ from servers.qrlogin.auth import Accounts
 from servers.qrlogin.fixes import BUG, get_fix
 from servers.qrlogin.push import Fix
 from servers.qrlogin.tickets import TicketStore, TransitionRefused
-from servers.limits import Limits
+from servers.limits import Limits, SharedBudgets
 from servers.redisproc import redacted, shared_redis_url
 from servers.runtime import ServerApp, ServerHandle, serve
 from servers.settings import QRLOGIN_DEFAULTS, merge_settings
@@ -98,6 +98,7 @@ class QRLoginApp(ServerApp):
         self.accounts = Accounts(self.redis, self.users, namespace=namespace)
         self.push = fix.make_hub(self)
         self.limits = Limits(self.settings)  # per-address limits (servers.limits); a bad setting fails here
+        self.budgets = SharedBudgets(self.redis, self.settings, namespace)  # cluster-wide, in Redis
         extra = self.push.routes()
         if extra:
             self.add_handlers(r".*", extra)
@@ -110,6 +111,12 @@ class QRLoginApp(ServerApp):
             await self.redis.ping()
         except redis.exceptions.ConnectionError as exc:
             raise RuntimeError(f"QR-login server {self.name!r} cannot reach Redis at {self.redis_url}: {exc}") from None
+        if not self.settings.get("cookie_secret"):
+            # One secret for the whole cluster: the first server makes it, the others read it, so a
+            # binding cookie signed by A is accepted by B.
+            key = f"{self.namespace}:cookie_secret"
+            await self.redis.set(key, auth.new_secret(), nx=True)
+            self.settings["cookie_secret"] = await self.redis.get(key)
         await self.push.start()
 
     async def shutdown(self) -> None:
@@ -127,7 +134,7 @@ class QRLoginApp(ServerApp):
         prefix = request.headers.get("X-Forwarded-Prefix", "").rstrip("/")
         if not _PREFIX_SHAPE.match(prefix):
             prefix = ""
-        return f"{auth.public_origin(request)}{prefix}/m/{ticket_id}"
+        return f"{auth.public_origin(request, self.limits.trusted)}{prefix}/m/{ticket_id}"
 
     async def publish_refusal(self, ticket_id: str, refused: TransitionRefused) -> None:
         """A refused change may still have expired the ticket: push that change."""

@@ -8,7 +8,11 @@ The browser holds two cookies, both ``HttpOnly; SameSite=Lax`` and ``Secure`` on
 * ``qr_bind`` - the browser-binding cookie, set by ``POST /api/tickets``. Only its SHA-256 is
   stored with the ticket; redeem must present the cookie itself. A browser keeps its binding
   value across tickets (several login tabs work); an attacker who only knows a ticket id
-  (QRLJacking: the QR is public) cannot redeem it.
+  (QRLJacking: the QR is public) cannot redeem it. The value is *signed* by the server
+  (Tornado's ``set_signed_cookie``, HMAC-SHA256 with the cluster's ``cookie_secret``, kept in
+  Redis so every server shares it): a value the server did not issue - one an attacker made up
+  and planted from a sibling site (cookies ignore ports) so as to know the victim's binding - is
+  refused (400 ``bad_binding_cookie`` at creation, 403 at redeem) instead of adopted.
 * ``qr_session`` - the login session, a fresh random id issued at redeem; an older session
   cookie the browser carried is deleted (session id regenerated at login, per OWASP).
 
@@ -18,6 +22,7 @@ Origin check; every cookie-authenticated browser route is.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import re
 import secrets
 from urllib.parse import urlsplit
@@ -26,6 +31,7 @@ from servers import limits
 
 DEFAULT_USERS = {"alice": "alice"}
 BIND_COOKIE = "qr_bind"
+BIND_MAX_AGE_DAYS = 31  # a signed binding value older than this is refused (Tornado's default)
 SESSION_COOKIE = "qr_session"
 _SECRET_SHAPE = re.compile(r"^[A-Za-z0-9_-]{22,100}$")
 
@@ -96,15 +102,20 @@ class Accounts:
 # Request facts (functions of a Tornado request, so HTTP and WebSocket handlers share them).
 
 
-def is_https(request) -> bool:
-    """Served over https, directly or behind a TLS-terminating proxy (``X-Forwarded-Proto``)."""
-    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
-    return request.protocol == "https" or forwarded == "https"
+def is_https(request, trusted_proxies=()) -> bool:
+    """Served over https: directly, or behind a TLS-terminating proxy that says so in
+    ``X-Forwarded-Proto`` - believed only from ``trusted_proxies``, the rule of
+    :func:`client_address` (a client that writes the header itself proves nothing)."""
+    if request.protocol == "https":
+        return True
+    if not limits.from_trusted_proxy(request, trusted_proxies):
+        return False
+    return request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower() == "https"
 
 
-def cookie_options(request) -> dict:
+def cookie_options(request, trusted_proxies=()) -> dict:
     """``HttpOnly; SameSite=Lax; Path=/`` and ``Secure`` only over https (lessons run on http)."""
-    return {"httponly": True, "samesite": "Lax", "secure": is_https(request), "path": "/"}
+    return {"httponly": True, "samesite": "Lax", "secure": is_https(request, trusted_proxies), "path": "/"}
 
 
 def client_address(request, trusted_proxies=()) -> str:
@@ -115,9 +126,25 @@ def client_address(request, trusted_proxies=()) -> str:
     return limits.client_address(request, trusted_proxies)
 
 
-def public_origin(request) -> str:
-    """``scheme://host[:port]`` the client used (the Host header; balancers keep it)."""
-    return f"{'https' if is_https(request) else 'http'}://{request.host}"
+def same_network(a: str, b: str) -> bool:
+    """Are two client addresses on one network? IPv4: the same /24; IPv6: the same /64 (a home or
+    office network; a phone on the same Wi-Fi behind NAT shows the very same address). Anything
+    that is not an address compares as text. A heuristic for a *warning*, never for a refusal: a
+    phone on mobile data differs from its owner's laptop too."""
+    try:
+        ip_a, ip_b = ipaddress.ip_address(a.split("%")[0]), ipaddress.ip_address(b.split("%")[0])
+    except ValueError:
+        return a == b
+    if ip_a.version != ip_b.version:
+        return False
+    prefix = 24 if ip_a.version == 4 else 64
+    return ipaddress.ip_network(f"{ip_a}/{prefix}", strict=False) == ipaddress.ip_network(f"{ip_b}/{prefix}", strict=False)
+
+
+def public_origin(request, trusted_proxies=()) -> str:
+    """``scheme://host[:port]`` the client used (the Host header; balancers keep it). The scheme
+    is https only as :func:`is_https` believes it."""
+    return f"{'https' if is_https(request, trusted_proxies) else 'http'}://{request.host}"
 
 
 def origin_allowed(request, public_url: str | None = None, extra: tuple[str, ...] = ()) -> bool:

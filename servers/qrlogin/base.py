@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
 import redis.exceptions
 
+from servers.limits import limits_for, refuse
 from servers.qrlogin import auth
 from servers.qrlogin.push import PushApp, PushHub
 from servers.qrlogin.tickets import Ticket, TransitionRefused
@@ -27,6 +29,13 @@ TICKET_ID = r"([A-Za-z0-9_-]{1,64})"
 
 def unknown_ticket(ticket_id: str) -> ApiError:
     return ApiError(404, "unknown_ticket", f"No ticket {ticket_id!r} exists (never created, or long gone).")
+
+
+def guessing_refused(budgets: Any, wait: float) -> ApiError:
+    """429 for an address that asked for too many ticket ids that do not exist (a guesser)."""
+    return ApiError(429, "too_many_unknown_tickets", f"This address asked for more than "
+                    f"{budgets.budgets['unknown_tickets']} unknown ticket ids in {budgets.window_s:g} s on this site "
+                    f"(all its servers); retry after {wait:.0f} s.", retry_after=max(1, math.ceil(wait)))
 
 
 def expired_ticket(ticket_id: str) -> ApiError:
@@ -88,6 +97,30 @@ class QRHandlerMixin:
     def qr(self) -> QRServer:
         return self.application
 
+    @property
+    def trusted_proxies(self) -> list:
+        """The ``trusted_proxies`` setting, parsed: whose forwarding headers are believed."""
+        return limits_for(self.qr).trusted
+
+    def client_ip(self) -> str:
+        """Who is asking, by the one rule (``servers.limits.client_address``): everything that
+        records, shows or counts a client address in this app asks here."""
+        return auth.client_address(self.request, self.trusted_proxies)
+
+    async def within_budget(self, kind: str, code: str, what: str) -> bool:
+        """Spend one of this address's cluster-wide ``kind`` budget (``servers.limits.SharedBudgets``);
+        over it, answer 429 ``code`` with ``Retry-After`` and return False."""
+        budgets = getattr(self.qr, "budgets", None)
+        if budgets is None or not budgets.limited(kind):
+            return True
+        allowed, wait = await budgets.spend(kind, self.client_ip())
+        if allowed:
+            return True
+        limits_for(self.qr).refused[code] += 1
+        refuse(self, 429, code, f"This address has used its {budgets.budgets[kind]} {what} per "  # type: ignore[arg-type]
+                                f"{budgets.window_s:g} s on this site (all its servers); retry after {wait:.0f} s.", wait)
+        return False
+
     def origin_ok(self) -> bool:
         return auth.origin_allowed(self.request, self.qr.public_url, self.qr.allowed_origins)
 
@@ -102,9 +135,22 @@ class QRHandlerMixin:
                                                      "site; browser routes accept same-site requests only.")
 
     async def load_ticket(self, ticket_id: str) -> Ticket:
-        """The ticket now, or a 404; expiring it here if it is due (and pushing that)."""
+        """The ticket now, or a 404; expiring it here if it is due (and pushing that).
+
+        An address that has spent its budget of unknown ids (``unknown_tickets_per_window``,
+        cluster-wide) gets a 429 for *every* id, live or not, so its answers tell it nothing."""
+        budgets = getattr(self.qr, "budgets", None)
+        limited = budgets is not None and budgets.limited("unknown_tickets")
+        if limited:
+            allowed, wait = await budgets.spend("unknown_tickets", self.client_ip(), 0)  # look only
+            if not allowed:
+                raise guessing_refused(budgets, wait)
         ticket = await self.qr.push.read_ticket(ticket_id)
         if ticket is None:
+            if limited:
+                allowed, wait = await budgets.spend("unknown_tickets", self.client_ip())
+                if not allowed:
+                    raise guessing_refused(budgets, wait)
             raise unknown_ticket(ticket_id)
         return ticket
 
@@ -148,4 +194,23 @@ class QRHandler(QRHandlerMixin, BaseHandler):
             self.set_status(503)
             kwargs["exc_info"] = (ApiError, ApiError(503, "store_full", "The shared store (Redis) is full and takes "
                                                      "no new logins right now; try again later."), None)
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ApiError) and "retry_after" in exc.extra:
+            self.set_header("Retry-After", str(exc.extra["retry_after"]))
         super().write_error(status_code, **kwargs)
+
+    def binding_cookie(self) -> str | None:
+        """The browser-binding cookie exactly as sent, if the server signed it; None if absent.
+
+        A value the server never issued (made up, planted, tampered with) is refused with a 4xx
+        (``bad_binding_cookie``), never adopted, and the browser is told to drop it."""
+        raw = self.get_cookie(auth.BIND_COOKIE)
+        if not raw:  # absent, or emptied (how a client without expiry handling keeps a cleared cookie)
+            return None
+        if self.get_signed_cookie(auth.BIND_COOKIE, max_age_days=auth.BIND_MAX_AGE_DAYS) is None:
+            self.clear_cookie(auth.BIND_COOKIE, path="/")
+            status = 403 if self.request.path.endswith("/redeem") else 400
+            raise ApiError(status, "bad_binding_cookie", "The browser-binding cookie was not issued by this site "
+                                                         "(unsigned, forged or altered); it has been cleared. Reload "
+                                                         "the login page for a new QR code.")
+        return raw

@@ -38,14 +38,19 @@ class LoginPageHandler(QRHandler):
 
 
 class PhonePageHandler(QRHandler):
-    """``GET /m/{id}``: the phone's confirm page, showing which browser asked and when."""
+    """``GET /m/{id}``: the phone's confirm page, showing which browser asked and when, and a
+    warning when that browser's network is not this phone's (QRLJacking: the attacker's browser
+    asked, somewhere else)."""
 
     async def get(self, ticket_id: str) -> None:
         ticket = await self.load_ticket(ticket_id)
         asked_at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ticket.created_at))
         demo = self.qr.users == auth.DEFAULT_USERS
+        # Both addresses by the one rule (client_ip): the browser's was recorded at ticket creation.
+        phone_ip, browser_ip = self.client_ip(), ticket.fields.get("ip", "")
         self.set_header("Cache-Control", "no-store")
-        self.render("phone.html", ticket=ticket, asked_at=asked_at, server=self.qr.name,
+        self.render("phone.html", ticket=ticket, asked_at=asked_at, server=self.qr.name, phone_ip=phone_ip,
+                    other_network=not auth.same_network(phone_ip, browser_ip),
                     default_user=next(iter(self.qr.users), ""), default_password="alice" if demo else "")
 
 

@@ -17,7 +17,9 @@ then at the real app. One module per attack:
   Origin refused when cookies are sent). :func:`add_account_sockets` mounts both on a running
   QR-login server; :class:`EvilSiteApp` is "a page from another origin" that opens the socket
   from a browser; :func:`hijack` is the same attack from Python, setting ``Origin`` and
-  ``Cookie`` as a browser would.
+  ``Cookie`` as a browser would. :func:`same_site_in_chromium` opens the attacker's page in a
+  real headless Chromium, once from another *site* (``attacker.test``) and once from the victim's
+  site on another port, to show what ``SameSite=Lax`` does and does not keep off the socket.
 - **QRLJacking (OWASP)** (:mod:`~lab.lessons.security.qrljacking`). :class:`PhishingApp` is the
   attacker's site: its server acts as the attacker's browser on the real site, relays the real
   site's live QR code to the victim, and redeems the ticket when the victim's phone confirms.
@@ -34,9 +36,10 @@ from lab.lessons.security.entropy import (expected_guess_seconds, expected_guess
                                           measure_id_scheme, six_digit_id)
 from lab.lessons.security.guessing import (WeakTicketApp, guess_live_ticket, guess_live_ticket_async,
                                            start_weak_ticket_server)
-from lab.lessons.security.hijacking import (ACCOUNT_PATHS, EvilSiteApp, ProtectedAccountSocket,
-                                            TornadoDefaultAccountSocket, VulnerableAccountSocket, add_account_sockets,
-                                            hijack, hijack_async, start_evil_site)
+from lab.lessons.security.hijacking import (ACCOUNT_PATHS, ATTACKER_HOST, VICTIM_HOST, EvilSiteApp,
+                                            ProtectedAccountSocket, TornadoDefaultAccountSocket, VulnerableAccountSocket,
+                                            add_account_sockets, chromium_executable, hijack, hijack_async,
+                                            same_site_in_chromium, start_evil_site)
 from lab.lessons.security.limits import burst_of_calls, send_oversized_message, send_oversized_message_async
 from lab.lessons.security.qrljacking import (ATTACKER_ADDRESS, ATTACKER_AGENT, AttackerBrowser, PhishingApp,
                                              confirm_page_facts, start_phishing_site, wait_for_victory)
@@ -47,4 +50,5 @@ __all__ = ["ATTACKER_ADDRESS", "ATTACKER_AGENT", "ACCOUNT_PATHS", "measure_id_sc
            "ProtectedAccountSocket", "add_account_sockets", "hijack", "EvilSiteApp", "start_evil_site",
            "AttackerBrowser", "PhishingApp", "start_phishing_site", "wait_for_victory", "confirm_page_facts",
            "send_oversized_message", "burst_of_calls", "guess_live_ticket_async", "hijack_async",
-           "send_oversized_message_async"]
+           "send_oversized_message_async", "same_site_in_chromium", "chromium_executable", "VICTIM_HOST",
+           "ATTACKER_HOST"]

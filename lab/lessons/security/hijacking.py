@@ -195,3 +195,78 @@ class EvilSiteApp(ServerApp):
 def start_evil_site(target_ws_url: str, name: str = "evil-site") -> ServerHandle:
     """Start the attacker's page on a free port (another origin than the target)."""
     return serve(EvilSiteApp(target_ws_url, name))
+
+
+# ---------------------------------------------------------------------------------------------
+# SameSite in a real browser: a page on another *site* versus a page on another *port*.
+
+#: Host names a real Chromium resolves to loopback (``--host-resolver-rules``), so one machine
+#: shows it two registrable domains, hence two sites.
+VICTIM_HOST, ATTACKER_HOST = "victim.test", "attacker.test"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                  "--disable-features=HttpsUpgrades",
+                  f"--host-resolver-rules=MAP {VICTIM_HOST} 127.0.0.1, MAP {ATTACKER_HOST} 127.0.0.1"]
+
+
+def chromium_executable() -> str | None:
+    """The Chromium to drive (``CHROMIUM`` from the environment, else ``chromium`` on the PATH), or None."""
+    import os
+    import shutil
+
+    for candidate in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
+                      shutil.which("google-chrome")):
+        if candidate and os.path.exists(candidate):
+            return candidate
+    return None
+
+
+def same_site_in_chromium(victim: ServerHandle, session_cookie: str, kind: str = "vulnerable",
+                          executable: str | None = None, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """Open the attacker's page in a real headless Chromium, twice: served as another site
+    (``http://attacker.test:P/``) and as the victim's own site on another port
+    (``http://victim.test:P/``); each page opens the ``kind`` account socket of ``victim`` at
+    ``ws://victim.test:Q/...``. The browser holds the victim's session cookie for ``victim.test``
+    with ``SameSite=Lax``. One row per page: its URL, whether it is the victim's site, and
+    what the page got (``read``: the cookie went along; ``closed``: it did not, or Origin refused).
+    """
+    import concurrent.futures
+
+    path = executable or chromium_executable()
+    if path is None:
+        raise RuntimeError("Chromium not found: install it (Debian: apt-get install chromium) or set CHROMIUM=path")
+    add_account_sockets(victim)
+    target = f"ws://{VICTIM_HOST}:{victim.port}{ACCOUNT_PATHS[kind]}"
+    evil = serve(EvilSiteApp(target, "same-site-demo"))
+    pages = [(f"http://{ATTACKER_HOST}:{evil.port}/", False), (f"http://{VICTIM_HOST}:{evil.port}/", True)]
+
+    def drive() -> list[dict[str, Any]]:  # Playwright's sync API refuses a thread with a running loop
+        from playwright.sync_api import sync_playwright
+
+        rows = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_FLAGS)
+            try:
+                context = browser.new_context()
+                context.add_cookies([{"name": auth.SESSION_COOKIE, "value": session_cookie,
+                                      "url": f"http://{VICTIM_HOST}:{victim.port}/", "httpOnly": True,
+                                      "sameSite": "Lax"}])
+                for number, (url, same_site) in enumerate(pages, start=1):
+                    page = context.new_page()
+                    page.goto(url)
+                    report = runtime.run(evil.app.wait_for_reports(number, timeout=timeout),
+                                         timeout=timeout + 5)[-1]
+                    page.close()
+                    rows.append({"attacker's page": url, "socket": target, "same site as the socket": same_site,
+                                 "outcome": "read" if "read" in report else "closed",
+                                 "got": json.dumps(report.get("read")) if "read" in report
+                                 else f"close {report.get('closed')}: {report.get('reason')}"})
+            finally:
+                browser.close()
+        return rows
+
+    try:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            return pool.submit(drive).result(timeout=4 * timeout)
+    finally:
+        evil.stop()

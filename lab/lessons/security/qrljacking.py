@@ -24,7 +24,7 @@ from servers.web import BaseHandler
 
 
 # The attacker's own machine and browser, as the QR-login server records them.
-ATTACKER_ADDRESS = "127.0.0.66"
+ATTACKER_ADDRESS = "127.0.1.66"  # another /24 than the victim's 127.0.0.x: "another network"
 ATTACKER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) HeadlessChrome/120.0 (the attacker's relay)"
 
 
@@ -164,7 +164,7 @@ def wait_for_victory(phishing: ServerHandle, timeout: float = 10.0) -> dict[str,
 
 
 _FACT_IDS = {"browser_address": "browser-ip", "browser_agent": "browser-ua", "asked_at": "browser-time",
-             "state": "ticket-state"}
+             "state": "ticket-state", "network_warning": "network-warning"}
 
 
 def confirm_page_facts(page_html: str) -> dict[str, str]:

@@ -86,7 +86,15 @@ class _Client:
             self.base_url + path, method=method, headers=self.headers(headers),
             body=None if method == "GET" else json.dumps(body if body is not None else {}),
             request_timeout=timeout, connect_timeout=min(timeout, 10), network_interface=self.source_address)
-        response = await _http_client().fetch(request, raise_error=False)
+        fetch = _http_client().fetch(request, raise_error=False)
+        try:
+            # shielded: Tornado cannot abort a request, and a cancelled fetch future whose request
+            # later fails is logged as "Exception after Future was cancelled" (a page closed
+            # mid-poll, a login given up). The request runs to its end; its outcome is read here.
+            response = await asyncio.shield(fetch)
+        except asyncio.CancelledError:
+            fetch.add_done_callback(_read_outcome)
+            raise
         served_by = response.headers.get("X-Served-By") if response.headers else None
         if response.code == 599:
             raise QRError(599, {"error": "no_response", "detail": str(response.error)}, served_by, what)
@@ -98,3 +106,9 @@ class _Client:
         if response.code >= 400:
             raise QRError(response.code, data, served_by, what)
         return data, served_by
+
+
+def _read_outcome(future: "asyncio.Future") -> None:
+    """Retrieve a finished request's error nobody waits for any more (so nothing logs it)."""
+    if not future.cancelled():
+        future.exception()
