@@ -438,7 +438,7 @@ class Child:
 
 
 def scenario(server: str, kinds: list[str], per_kind: int, workers: int, repeats: int,
-             parallel: int, timeout: float) -> list[dict[str, Any]]:
+             parallel: int, timeout: float, verbose: bool = True) -> list[dict[str, Any]]:
     """K subscribers of each kind in ``kinds`` on a fresh ``server``; ``repeats`` events to all."""
     import psutil
 
@@ -480,7 +480,7 @@ def scenario(server: str, kinds: list[str], per_kind: int, workers: int, repeats
                          "deliveries_per_s": received / (last - t0) if lasts else float("nan"),
                          "server_cpu_s": cpu, "server_rss_mb": rss / 2**20,
                          "rss_kb_per_connection": (rss - rss_idle) / 1024 / max(connected, 1)})
-            print(f"  {server:<10} {'+'.join(kinds):<6} {connected:>6} subscribers, event {number}: "
+            verbose and print(f"  {server:<10} {'+'.join(kinds):<6} {connected:>6} subscribers, event {number}: "
                   f"last after {rows[-1]['time_to_last_ms']:.0f} ms, {received}/{connected} received", flush=True)
         return rows
     finally:

@@ -197,9 +197,22 @@ def test_redis_restart_then_a_login_still_completes(redis_url):
 def test_stop_closes_the_publisher(tier):
     _, a, _ = tier
     hub = a.app.push
-    assert isinstance(hub, GatewayHub) and hub._http is not None
+    assert isinstance(hub, GatewayHub) and hub._peers is not None
     a.crash()
-    assert hub._http is None, "a crashed app server must not keep publishing"
+    assert hub._peers is None, "a crashed app server must not keep publishing"
+
+
+def test_publishes_reuse_one_kept_alive_connection_to_the_gateway(tier):
+    """Like the registry's forwards, a publish costs a round trip on an open connection, not a
+    TCP handshake each time: the latency comparison of lesson 08 puts both on the same footing."""
+    gateway, a, b = tier
+    runtime.run(login_via_tier(gateway, a, b, "sse"))
+    peers = b.app.push._peers
+    kept = list(peers.idle.get(gateway.url, []))
+    assert len(kept) == 1 and not kept[0].closed(), "one connection to the gateway, kept open after the publishes"
+    runtime.run(login_via_tier(gateway, a, b, "sse"))
+    assert peers.idle[gateway.url] == kept, "the next login's publishes went over the same connection"
+    assert b.app.push.stats["publish_failed"] == 0
 
 
 def test_cli_prints_its_url_and_stops_on_sigterm(redis_server):

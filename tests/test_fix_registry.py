@@ -9,6 +9,7 @@ from __future__ import annotations
 import pytest
 import requests
 
+from servers import start_qrlogin
 from servers.clients.qr import TRANSPORTS, Browser, Phone
 from servers.qrlogin.fixes.registry import SECRET_HEADER
 from test_fix_pubsub import (CLUSTERS, assert_every_cluster_login_completes,  # shared helpers
@@ -33,6 +34,9 @@ def test_confirm_on_b_reaches_the_browser_on_a(pair, transport):
     sent, received = b.app.push.stats, a.app.push.stats
     if transport in ("sse", "ws"):  # registered before the phone acted: B forwards scan and confirm
         assert sent["forwards"] == 2 and received["messages_in"] == 2, (dict(sent), dict(received))
+        # The scan's lookup told B where the channel is: the confirm went there without waiting
+        # for a second lookup (which still ran, and found nobody new).
+        assert sent["forwarded_before_lookup"] == 1 and sent["redis_commands"] >= 2, dict(sent)
     elif transport == "longpoll":
         # The held request was registered before the scan, so B forwards at least the scan; the
         # confirm may meet the gap between two requests and be caught up by the next one instead.
@@ -111,3 +115,29 @@ def test_a_login_completes_after_redis_restarts(pair, redis_server):
     a, b = pair
     assert_login_completes_after_redis_restarts(a, b, redis_server, registered)
     assert b.app.push.stats["forwards"] >= 2
+
+
+def test_a_channel_that_moved_gets_the_change_though_the_cached_holder_is_stale(pair, redis_url):
+    """The cache only adds a guess: the lookup still runs, and a holder the guess missed gets the
+    forward. Channel on A; B forwards the scan there (and remembers A); the browser's channel moves
+    to C; B's confirm reaches C, and the stale guess costs one forward that delivered nothing."""
+    a, b = pair
+    c = start_qrlogin("C", fix=FIX, redis_url=redis_url)
+    browser, ticket, channel = open_registered_channel(a)
+    phone = Phone(b.url, timeout=5)
+    phone.login()
+    phone.scan(ticket)
+    channel.wait_for("scanned", timeout=5)
+    assert b.app.push.holders_cache[ticket] == {a.url}
+    channel.close()
+    a.call(lambda app: app.push.wait_registered(ticket, False))
+    moved = Browser(c.url, "sse")
+    moved.client.cookies = browser.cookies  # the same browser, reconnected through another server
+    with moved.open_channel(ticket) as elsewhere:
+        c.call(lambda app: app.push.wait_registered(ticket, True))
+        phone.confirm(ticket)
+        assert elsewhere.wait_for("confirmed", timeout=5)["state"] == "confirmed"
+    stats = b.app.push.stats
+    assert stats["forwarded_before_lookup"] == 1 and stats["forward_missed"] == 1, dict(stats)
+    assert c.app.push.stats["messages_in"] == 1, "C got the confirm once"
+    assert b.app.push.holders_cache[ticket] == {c.url}, "the cache now holds what the lookup found"

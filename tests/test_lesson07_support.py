@@ -222,3 +222,71 @@ def test_success_vs_servers_overlaps_runs_and_stops_every_cluster(redis_url):
     assert set(frame["channel_on"].dropna()) <= {"A1", "A2", "B2"}, "servers are named per N when runs overlap"
     qr_bug.meeting_table(frame)
     assert servers.running() == {}, f"every cluster must be stopped, still running: {list(servers.running())}"
+
+
+# ---- the hang on one clock, the shared address, the page's script ------------------------------
+
+def test_timeline_puts_the_hang_on_one_clock(cluster_factory):
+    import time
+
+    from servers.clients.qr import Browser, Phone
+
+    cluster = cluster_factory(2, "round_robin")
+    browser = Browser(cluster.url, "sse")
+    ticket = browser.create_ticket()["ticket"]
+    channel = browser.open_channel(ticket)
+    phone = Phone(cluster.url)
+    phone.login()
+    phone.scan(ticket)
+    confirm = phone.confirm(ticket)
+    answered = time.time()
+    assert confirm["served_by"] != channel.served_by, "round robin on a fresh cluster: the confirm goes elsewhere"
+    with pytest.raises(TimeoutError):
+        channel.wait_for("confirmed", timeout=0.5)
+    waited = time.time()
+    stats = cluster.servers[confirm["served_by"]].call(lambda app: dict(app.push.stats))
+    trace = qr_bug.login_trace(cluster.routing_log(), ticket, with_time=True)
+    assert list(trace.columns) == ["time", "who", "method", "route", "backend", "status"]
+    hang = qr_bug.timeline(trace, channel.events, confirm_answered_at=answered, confirm_server=confirm["served_by"],
+                           undelivered=stats["undelivered"], waited_until=waited)
+    channel.close()
+    assert hang["t_ms"].iloc[0] == 0 and hang["t_ms"].is_monotonic_increasing, hang
+    assert hang["what"].iloc[-1].startswith("browser gives up")
+    states = [w for w in hang["what"] if "receives" in w]
+    assert states and not any("'confirmed'" in w for w in states), states
+    confirm_at = hang.loc[hang["what"].str.contains("confirms"), "t_ms"].iloc[0]
+    assert (hang.loc[hang["what"].str.contains("receives"), "t_ms"] < confirm_at).all(), "nothing arrives after it"
+
+
+def test_ip_hash_apart_matches_n_minus_one_over_n():
+    table = qr_bug.ip_hash_apart((2, 4), 4000, seed=1)
+    assert list(table["n_servers"]) == [2, 4]
+    assert ((table["low_pct"] <= table["theory_pct"] + 1) & (table["theory_pct"] - 1 <= table["high_pct"])).all(), table
+
+
+def test_users_on_one_wifi_share_an_address_and_ip_hash_keeps_them_together(cluster_factory):
+    plan = qr_bug.logins._plan(["sse"], 40, 20.0, 0.2, 3, one_address_share=0.5)
+    same = [b == p for _, (b, p), *_ in plan]
+    assert 0 < sum(same) < len(same)
+    assert [p[1][0] for p in plan] == [p[1][0] for p in qr_bug.logins._plan(["sse"], 40, 20.0, 0.2, 3)], \
+        "the browsers' addresses and timings do not depend on the share"
+    cluster = cluster_factory(2, "ip_hash")
+    frame = qr_bug.traffic(cluster, "sse", 16, seed=5, wait_s=WAIT_S, one_address_share=0.5)
+    assert frame["one_address"].any() and (~frame["one_address"]).any()
+    assert frame.loc[frame["one_address"], "ok"].all(), frame.loc[frame["one_address"], "error"].tolist()
+
+
+def test_the_login_page_script_is_the_pages_own_code():
+    for transport in ("poll", "longpoll", "sse", "ws"):
+        where, source = qr_bug.login_page_script(transport)
+        assert where.startswith("servers/qrlogin/pages/login.html:") and source.lstrip().split("(")[0].endswith(transport)
+        assert source.rstrip().endswith("},")
+    assert "new EventSource" in qr_bug.login_page_script("sse")[1]
+    with pytest.raises(LookupError):
+        qr_bug.login_page_script("carrier-pigeon")
+
+
+def test_confirm_page_ticket_does_nothing_when_no_page_is_open(cluster_factory):
+    cluster = cluster_factory(2, "round_robin")
+    qr_bug.isolated_logins(cluster, "sse", 1, wait_s=WAIT_S)  # simulated clients only
+    assert qr_bug.confirm_page_ticket(cluster) is None

@@ -83,12 +83,31 @@ def test_latency_and_cost_tell_the_fixes_apart():
     table = fx.latency_table(logins)
     assert table.set_index("fix").loc["none", "added_p50_ms"] == 0
     assert table.set_index("fix").loc["store", "p50_ms"] > 0
+    assert "p99_ms" not in table.columns, "no p99 from a handful of logins"
 
 
 def test_only_store_pays_while_nothing_happens():
-    idle = fx.idle_cost(("none", "pubsub", "store"), channels=3, seconds=0.6).set_index("fix")
+    idle = fx.idle_cost(("none", "pubsub", "store", "streams"), channels=4, seconds=0.6).set_index("fix")
     assert idle.loc["store", "redis_per_channel_per_s"] > 5, idle
     assert idle.loc["pubsub", "redis_per_channel_per_s"] <= idle.loc["none", "redis_per_channel_per_s"] + 1, idle
+    # what each holds instead: one subscribed (pubsub) or blocked (streams) connection per server
+    assert idle["held_per_server"].to_dict() == {"none": 0, "pubsub": 1, "store": 0, "streams": 1}, idle
+
+
+def test_median_interval_brackets_the_median_and_needs_enough_values():
+    import math
+
+    low, high = fx.median_interval(range(100))
+    assert low < 49.5 < high and (low, high) == (40, 59)
+    assert all(math.isnan(v) for v in fx.median_interval([1, 2, 3]))
+
+
+def test_hop_latency_measures_each_fix_first_and_later_change():
+    hops = fx.hop_latency(("pubsub", "registry", "gateway"), tickets=6)
+    assert len(hops) == 3 * 6 * 2 and (hops["hop_ms"] > 0).all()
+    table = fx.hop_table(hops).set_index(["fix", "change"])
+    assert set(table.index) == {(f, c) for f in ("pubsub", "registry", "gateway") for c in ("first", "later")}
+    assert (table["events"] == 6).all() and (table["p50_low_ms"] <= table["p50_ms"]).all()
 
 
 def test_scaling_reports_one_row_per_fix_and_size():
@@ -99,13 +118,20 @@ def test_scaling_reports_one_row_per_fix_and_size():
 
 def test_closing_table_puts_measurements_semantics_and_systems_together():
     success = pd.DataFrame({"fix": ["pubsub", "pubsub", "store"], "ok": [True, True, True]})
-    latency = pd.DataFrame({"fix": ["pubsub", "store"], "transport": ["sse", "sse"], "added_p50_ms": [1.0, 90.0],
-                            "added_p99_ms": [3.0, 190.0]})
+    latency = pd.DataFrame({"fix": ["pubsub", "store"], "transport": ["sse", "sse"], "p50_ms": [6.0, 95.0],
+                            "p50_low_ms": [5.0, 60.0], "p50_high_ms": [8.0, 150.0], "added_p50_ms": [1.0, 90.0]})
+    hops = pd.DataFrame({"fix": ["pubsub", "pubsub"], "change": ["first", "later"], "p50_ms": [0.5, 0.4],
+                         "p50_low_ms": [0.4, 0.3], "p50_high_ms": [0.6, 0.5]})
     costs = pd.DataFrame({"fix": ["none", "pubsub", "store"], "transport": ["sse"] * 3,
                           "redis_per_login": [30.0, 37.0, 33.0], "messages_per_login": [0, 1, 0],
                           "bytes_per_login": [0, 110, 0]})
-    idle = pd.DataFrame({"fix": ["pubsub", "store"], "redis_per_channel_per_s": [0.0, 15.0]})
-    table = fx.closing_table(success, latency, costs, idle).set_index("fix")
+    idle = pd.DataFrame({"fix": ["pubsub", "store"], "redis_per_channel_per_s": [0.0, 15.0], "held_per_server": [1, 0]})
+    table = fx.closing_table(success, latency, costs, idle, hops=hops).set_index("fix")
+    assert table.loc["pubsub", "hop_p50_ms"] == 0.5 and pd.isna(table.loc["store", "hop_p50_ms"])
+    assert table.loc["pubsub", "held_redis_connections_per_server"] == 1
+    assert "p50_low_ms" in table.columns and "added_p99_ms" not in table.columns
+    for column in ("holds", "a server dies (lesson 09)", "Redis restarts (lesson 09)", "to operate"):
+        assert table[column].str.len().gt(3).all(), column
     assert list(table.index) == ["pubsub", "store"]
     assert table.loc["pubsub", "added_redis_per_login"] == 7 and table.loc["store", "idle_redis_per_channel_per_s"] == 15
     assert "Socket.IO" in table.loc["pubsub", "real systems"] and "at most once" in table.loc["pubsub", "delivery"]

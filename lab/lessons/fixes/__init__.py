@@ -9,6 +9,8 @@ measures the same things for every one, so the closing table compares like with 
 - :func:`latency_and_cost`: logins one at a time (nothing queues), confirm → browser latency per
   fix against ``none`` on one server, and per login the Redis commands (Redis's own count) and
   the messages and bytes that crossed to the server holding the channel (each hub's ``stats``).
+- :func:`hop_latency`: the hop between the servers alone (publish on B → delivered on A), many
+  events, the fixes side by side.
 - :func:`scaling`: the same costs as the number of servers grows.
 - :func:`idle_cost`: Redis commands per second with channels open and nothing happening.
 - :func:`moved_share` / :func:`in_flight_when_adding`: ``ticket_hash`` when a server is added.
@@ -29,18 +31,18 @@ semantics and the real systems built the same way), :mod:`~lab.lessons.fixes.clu
 """
 from __future__ import annotations
 
-from lab.lessons.fixes.catalogue import FIXES, REAL_SYSTEMS, SEMANTICS
+from lab.lessons.fixes.catalogue import FIXES, HELD, ON_REDIS_RESTART, ON_SERVER_DEATH, OPERATIONS, REAL_SYSTEMS, SEMANTICS
 from lab.lessons.fixes.clusters import cluster_counters, nginx_available, start_fix_cluster
 from lab.lessons.fixes.exercise import PubSubExerciseBase, login_across, start_pair, start_with_hub
-from lab.lessons.fixes.latency import latency_and_cost, latency_table
+from lab.lessons.fixes.latency import hop_latency, hop_table, latency_and_cost, latency_table, median_interval
 from lab.lessons.fixes.reconnect import reconnect_gap
 from lab.lessons.fixes.rehashing import in_flight_when_adding, moved_share, moved_table
-from lab.lessons.fixes.scale import idle_cost, scaling
+from lab.lessons.fixes.scale import held_connections, idle_cost, scaling
 from lab.lessons.fixes.success import success_matrix, success_table
 from lab.lessons.fixes.summary import closing_table
 from servers.clients.qr import TRANSPORTS
 
 __all__ = ["FIXES", "TRANSPORTS", "REAL_SYSTEMS", "SEMANTICS", "nginx_available", "start_fix_cluster",
            "cluster_counters", "success_matrix", "success_table", "latency_and_cost", "latency_table",
-           "scaling", "idle_cost", "moved_share", "moved_table", "in_flight_when_adding", "reconnect_gap",
+           "scaling", "idle_cost", "held_connections", "HELD", "ON_REDIS_RESTART", "ON_SERVER_DEATH", "OPERATIONS", "hop_latency", "hop_table", "median_interval", "moved_share", "moved_table", "in_flight_when_adding", "reconnect_gap",
            "closing_table", "PubSubExerciseBase", "start_with_hub", "start_pair", "login_across"]

@@ -20,6 +20,9 @@ think time before the scan and before the confirm) with a seeded random generato
   error, against the theory 1/N.
 - :func:`meeting_table`: checks that a push login succeeds exactly when its confirm met its channel.
 - :func:`login_trace`: the routing log of one login, each row labelled browser or phone.
+- :func:`timeline`: one login on one clock (routing log, channel events, the confirm's answer).
+- :func:`ip_hash_apart`: how often ``ip_hash`` puts a browser and its phone apart, per N.
+- :func:`show_login_script`: the login page's JavaScript for one transport.
 - :func:`clients_and_servers`: which servers each client was sent to (stickiness pins clients).
 - :func:`start_cluster_with_route` / :func:`use_route`: plug a plain function
   ``route(path, query, backends) -> backend`` into our balancer (the exercise's ticket_hash).
@@ -27,16 +30,17 @@ think time before the scan and before the confirm) with a seeded random generato
   ``PYTHONHASHSEED`` (a policy must route a ticket the same way in every process).
 
 One module per topic: :mod:`~lab.lessons.qr_bug.addresses` (each user's own addresses, and
-who a routing-log address is), :mod:`~lab.lessons.qr_bug.logins` (one user's login, many
-users, the test-bench pattern), :mod:`~lab.lessons.qr_bug.success` (success against N and the
-meeting check), :mod:`~lab.lessons.qr_bug.routing_log` (reading where requests went),
+who a routing-log address is, ``ip_hash`` over many users), :mod:`~lab.lessons.qr_bug.logins` (one
+user's login, many users, the test-bench pattern, the login page's script), :mod:`~lab.lessons.qr_bug.success` (success against N and the
+meeting check), :mod:`~lab.lessons.qr_bug.routing_log` (reading where requests went, one login's timeline),
 :mod:`~lab.lessons.qr_bug.route_function` (a policy written as a plain function) and
 :mod:`~lab.lessons.qr_bug.other_process` (the same function run in another process).
 """
 from __future__ import annotations
 
-from lab.lessons.qr_bug.addresses import BROWSER_OCTETS, PHONE_OCTETS, user_addresses, who
-from lab.lessons.qr_bug.logins import (CHANNEL_ROUTES, COLUMNS, isolated_logins, open_login_page, traffic,
+from lab.lessons.qr_bug.addresses import BROWSER_OCTETS, PHONE_OCTETS, ip_hash_apart, user_addresses, who
+from lab.lessons.qr_bug.logins import (CHANNEL_ROUTES, COLUMNS, LOGIN_PAGE, confirm_page_ticket, isolated_logins,
+                                       login_page_script, open_login_page, show_login_script, traffic,
                                        traffic_async, user_login_async)
 # Not public, but read from here by lesson 08's measurements and the tests: which server held a
 # long poll when the confirm came, from the routing log.
@@ -44,7 +48,7 @@ from lab.lessons.qr_bug.logins import _fill_held_channels as _fill_held_channels
 from lab.lessons.qr_bug.logins import _held_channels as _held_channels
 from lab.lessons.qr_bug.other_process import call_in_fresh_process, function_source
 from lab.lessons.qr_bug.route_function import FunctionRouter, RouteFunction, start_cluster_with_route, use_route
-from lab.lessons.qr_bug.routing_log import browser_and_phone, clients_and_servers, login_trace, pinning
+from lab.lessons.qr_bug.routing_log import browser_and_phone, clients_and_servers, login_trace, pinning, timeline
 from lab.lessons.qr_bug.success import (meeting_table, plot_success_vs_servers, success_table, success_vs_servers,
                                         theory)
 from servers.clients.qr import TRANSPORTS
@@ -53,4 +57,5 @@ __all__ = ["TRANSPORTS", "CHANNEL_ROUTES", "theory", "user_addresses", "who", "u
            "traffic", "isolated_logins", "open_login_page", "success_vs_servers", "success_table",
            "plot_success_vs_servers", "meeting_table", "login_trace", "browser_and_phone", "pinning",
            "clients_and_servers", "FunctionRouter", "use_route", "start_cluster_with_route", "COLUMNS",
-           "BROWSER_OCTETS", "PHONE_OCTETS", "RouteFunction", "call_in_fresh_process", "function_source"]
+           "BROWSER_OCTETS", "PHONE_OCTETS", "RouteFunction", "call_in_fresh_process", "function_source", "timeline", "ip_hash_apart",
+           "login_page_script", "show_login_script", "LOGIN_PAGE", "confirm_page_ticket"]

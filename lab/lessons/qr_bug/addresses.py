@@ -2,12 +2,19 @@
 
 Real users come from many addresses, and ``ip_hash`` and the routing log both depend on it:
 :func:`user_addresses` gives each of lesson 07's users a browser and a phone address of its own,
-and :func:`who` reads a routing-log address back as ``browser`` or ``phone``.
+and :func:`who` reads a routing-log address back as ``browser`` or ``phone``. :func:`ip_hash_apart`
+asks the ``ip_hash`` policy function itself, over many random address pairs, how often a browser and
+its phone land on different servers (no servers needed, so the sample can be large).
 """
 from __future__ import annotations
 
+import math
 import random
+from typing import Iterable
 
+import pandas as pd
+
+from servers.balancer.policies import ip_hash
 from servers.clients.qr import BROWSER_ADDRESS, PHONE_ADDRESS
 
 
@@ -36,3 +43,19 @@ def who(client: str) -> str:
     if client == PHONE_ADDRESS or second in PHONE_OCTETS:
         return "phone"
     return client
+
+
+def ip_hash_apart(ns: Iterable[int] = (2, 3, 4, 6), pairs: int = 10_000, *, seed: int = 7) -> pd.DataFrame:
+    """Per N: the share of ``pairs`` random users whose browser and phone (two addresses: the phone
+    on mobile data) ``ip_hash`` to different servers, with a 95 % interval, beside (N-1)/N. (On one
+    home Wi-Fi both share the router's address, so they hash alike: never apart.)"""
+    rows = []
+    for n in ns:
+        names = [chr(ord("A") + i) for i in range(n)]
+        rng = random.Random(seed * 100 + n)
+        apart = sum(ip_hash(b, names) != ip_hash(p, names) for b, p in (user_addresses(rng) for _ in range(pairs)))
+        share = apart / pairs
+        half = 1.96 * math.sqrt(share * (1 - share) / pairs)
+        rows.append({"n_servers": n, "users": pairs, "apart_pct": 100 * share, "low_pct": 100 * (share - half),
+                     "high_pct": 100 * (share + half), "theory_pct": 100 * (n - 1) / n})
+    return pd.DataFrame(rows).round(2)

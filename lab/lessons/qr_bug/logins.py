@@ -6,17 +6,24 @@ and think times give a round-robin balancer the random gaps real traffic gives i
 returns one row per login with where each step went; :func:`isolated_logins` is the test-bench
 pattern that hides the bug. A long poll's channel is re-sent after every answer, so the server
 that *held* it when the confirm came is read from the balancer's routing log
-(:func:`_fill_held_channels`).
+(:func:`_fill_held_channels`). :func:`login_page_script` reads the login page's own JavaScript for
+one transport (the page's ``// region: NAME`` if it marks one, else that transport's function in its
+``channels`` object); :func:`confirm_page_ticket` plays the phone for a login page opened in a real
+browser.
 """
 from __future__ import annotations
 
 import asyncio
 import random
+import re
+import textwrap
 import time
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
+from lab.code import script_text
 from lab.lessons.qr_bug.addresses import user_addresses
 from servers import runtime
 from servers.clients.qr import BROWSER_ADDRESS, PHONE_ADDRESS, TRANSPORTS, AsyncBrowser, AsyncPhone, QRError
@@ -27,7 +34,7 @@ from servers.runtime import cancel_and_wait
 CHANNEL_ROUTES = {"poll": "/api/tickets/{id}", "longpoll": "/api/tickets/{id}/longpoll",
                   "sse": "/api/tickets/{id}/events", "ws": "/api/tickets/{id}/ws"}
 COLUMNS = ["transport", "ticket", "ok", "latency_s", "error", "channel_on", "confirm_on", "served_by_create",
-           "served_by_scan", "served_by_redeem", "started_at"]
+           "served_by_scan", "served_by_redeem", "started_at", "one_address"]
 
 
 async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 1.0,
@@ -46,7 +53,8 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
     """
     row: dict[str, Any] = {"transport": transport, "ticket": None, "ok": False, "latency_s": None, "error": None,
                            "channel_on": None, "confirm_on": None, "served_by_create": None,
-                           "served_by_scan": None, "served_by_redeem": None, "started_at": time.time()}
+                           "served_by_scan": None, "served_by_redeem": None, "started_at": time.time(),
+                           "one_address": browser_address == phone_address}
     browser = AsyncBrowser(url, transport, browser_address, poll_interval=poll_interval,
                            longpoll_timeout=longpoll_timeout)
     phone = AsyncPhone(url, phone_address, user, password)
@@ -99,7 +107,8 @@ async def user_login_async(url: str, transport: str = "sse", *, wait_s: float = 
 async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins: int = 30, *,
                         arrivals_per_s: float = 20.0,
                         think_s: float = 0.2, wait_s: float | Mapping[str, float] = 1.0,
-                        seed: int | None = None, **options: Any) -> list[dict[str, Any]]:
+                        seed: int | None = None, one_address_share: float = 0.0,
+                        **options: Any) -> list[dict[str, Any]]:
     """``logins`` users arriving at random (exponential gaps, ``arrivals_per_s`` on average), each
     waiting a random ``0..think_s`` seconds before the scan and again before the confirm.
 
@@ -113,6 +122,9 @@ async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins
     and phone addresses (:func:`user_addresses`) unless ``browser_address``/``phone_address`` are
     given, so ``ip_hash`` sees many clients, as it would in real life. ``wait_s`` may be a mapping
     from transport to seconds (a polling page hears of the confirm only on its next poll).
+    ``one_address_share``: the share of users whose phone is on the browser's home Wi-Fi, behind the
+    same router (NAT), so both come from one address (``one_address`` in the row); the rest use
+    mobile data, an address of its own.
     """
     transports = [transport] if isinstance(transport, str) else list(transport)
     unknown = [t for t in transports if t not in TRANSPORTS]
@@ -120,7 +132,7 @@ async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins
         raise ValueError(f"transports must be among {TRANSPORTS}, got {transports}")
     for name in transports:
         _patience(wait_s, name)  # a mapping without this transport: fail now, not in the middle of a run
-    plan = _plan(transports, logins, arrivals_per_s, think_s, seed)
+    plan = _plan(transports, logins, arrivals_per_s, think_s, seed, one_address_share)
     loop = asyncio.get_running_loop()
     start = loop.time()
 
@@ -135,13 +147,17 @@ async def traffic_async(url: str, transport: str | Sequence[str] = "sse", logins
 
 
 def _plan(transports: Sequence[str], logins: int, arrivals_per_s: float, think_s: float,
-          seed: int | None) -> list[tuple[str, tuple[str, str], float, float, float]]:
+          seed: int | None, one_address_share: float = 0.0) -> list[tuple[str, tuple[str, str], float, float, float]]:
     """Who arrives when: per user ``(transport, addresses, arrival_s, scan_think_s, confirm_think_s)``."""
     rng = random.Random(seed)
+    shared = random.Random(f"{seed}-one-address")  # its own draws: the plan is the same whatever the share
     plan = []
     at = 0.0
     for i in range(logins):
-        plan.append((transports[i % len(transports)], user_addresses(rng), at, rng.uniform(0, think_s),
+        addresses = user_addresses(rng)
+        if one_address_share and shared.random() < one_address_share:
+            addresses = (addresses[0], addresses[0])  # one home router: the phone comes from the browser's address
+        plan.append((transports[i % len(transports)], addresses, at, rng.uniform(0, think_s),
                      rng.uniform(0, think_s)))
         at += rng.expovariate(arrivals_per_s)
     return plan
@@ -241,3 +257,56 @@ def open_login_page(cluster: Any, transport: str = "sse", source_address: str = 
         session.mount("http://", SourceAddressAdapter(source_address))
         page = session.get(f"{getattr(cluster, 'url', cluster)}/login", params={"transport": transport}, timeout=10)
     return {"status": page.status_code, "served_by": page.headers.get("X-Served-By"), "bytes": len(page.content)}
+
+
+# -- the browser's side: the login page's own code, and a phone for a page you opened --------------
+
+LOGIN_PAGE = Path(__file__).resolve().parents[3] / "servers" / "qrlogin" / "pages" / "login.html"
+
+
+def login_page_script(name: str) -> tuple[str, str]:
+    """``(where, source)`` of the login page's code for ``name`` (a transport, or any region)."""
+    try:
+        return script_text(LOGIN_PAGE, name)
+    except LookupError:
+        pass
+    lines = LOGIN_PAGE.read_text(encoding="utf-8").splitlines()
+    start = re.compile(rf"^(\s*)(async\s+)?{re.escape(name)}\(\)\s*{{\s*$")
+    for index, line in enumerate(lines):
+        match = start.match(line)
+        if match:
+            indent = match.group(1)
+            for end in range(index + 1, len(lines)):
+                if lines[end].startswith(f"{indent}}}"):
+                    body = "\n".join(lines[index:end + 1])
+                    return f"servers/qrlogin/pages/login.html:{index + 1}", textwrap.dedent(body) + "\n"
+    raise LookupError(f"the login page has no region or function {name!r}")
+
+
+def show_login_script(*names: str) -> None:
+    """Show the login page's code for each of ``names`` (highlighted in a notebook)."""
+    from lab.code import _display
+
+    for name in names:
+        _display(*login_page_script(name), "javascript")
+
+
+def confirm_page_ticket(cluster) -> dict | None:
+    """Play the phone for the login page open in *your* browser: find the ticket whose channel a
+    browser other than the simulated ones opened most recently (from the routing log), then scan
+    and confirm it from the simulated phone. Returns where the page's channel and the confirm went,
+    or None when no page has opened a channel (nobody is looking at the page, e.g. a headless run)."""
+    from lab.lessons.qr_bug.addresses import who
+
+    log = cluster.routing_log()
+    mine = log[log["route"].isin(list(CHANNEL_ROUTES.values())) & log["ticket"].notna()
+               & (log["client"].map(who) != "browser") & (log["client"].map(who) != "phone")]
+    if mine.empty:
+        return None
+    last = mine.sort_values("time").iloc[-1]
+    phone = cluster.phone()
+    phone.login()
+    phone.scan(last["ticket"])
+    confirmed = phone.confirm(last["ticket"])
+    return {"ticket": last["ticket"], "page_channel_on": last["backend"], "confirm_on": confirmed["served_by"],
+            "met": last["backend"] == confirmed["served_by"]}

@@ -27,11 +27,16 @@ class FunctionRouter(Router):
         super().__init__("round_robin", names)
         self.policy = getattr(route, "__name__", "function")
 
-    def choose(self, request: RouteRequest) -> tuple[str, bool]:
+    def choose(self, request: RouteRequest, live: Sequence[str] | None = None) -> tuple[str, bool]:
+        """The function's choice among the backends the balancer's health check calls ``live``
+        (all of them when it passes none)."""
         self.counter += 1
-        name = self.route(request.path, request.query, list(self.names))
-        if name not in self.names:
-            raise LookupError(f"the route function returned {name!r}, which is not one of the backends {self.names}")
+        names = list(self.names) if live is None else [n for n in self.names if n in live]
+        if not names:
+            raise LookupError("no live backend to route to")
+        name = self.route(request.path, request.query, names)
+        if name not in names:
+            raise LookupError(f"the route function returned {name!r}, which is not one of the backends {names}")
         return name, False
 
 

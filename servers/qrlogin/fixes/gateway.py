@@ -26,6 +26,10 @@ Delivery semantics: at most once per live event - an event published while the b
 reconnecting to the gateway reaches nobody - but every channel the gateway opens first sends
 the current state from Redis, so the browser converges on the right state.
 
+The POSTs travel on kept-alive HTTP/1.1 connections (``PeerConnections``, the registry fix's), so
+a publish costs one round trip, not a TCP handshake and a round trip: the same footing as the
+registry's forwards when lesson 08 compares their latency.
+
 Failure modes: the gateway down → no live push at all (the publish fails fast, counted in
 ``stats["publish_failed"]``, and a gateway URL that refuses connections is dropped from the
 announced set); the state is safe in Redis, short polling still works, and browsers catch up
@@ -47,8 +51,9 @@ import logging
 import os
 import time
 
-import tornado.httpclient
+import tornado.iostream
 
+from servers.qrlogin.fixes.registry import PeerConnections
 from servers.qrlogin.internal import InternalSecret, secret_key
 from servers.qrlogin.push import Event, PushApp, PushHub
 
@@ -81,7 +86,7 @@ class GatewayHub(PushHub):
         self.refresh_s = float(settings.get("gateway_refresh_s", 2.0))
         self._announced: list[str] = []
         self._announced_at = -1e9
-        self._http: tornado.httpclient.AsyncHTTPClient | None = None
+        self._peers: PeerConnections | None = None  # kept-alive connections to the gateways
 
     @property
     def key_gateways(self) -> str:
@@ -93,13 +98,13 @@ class GatewayHub(PushHub):
         return self.internal.value
 
     async def start(self) -> None:
-        self._http = tornado.httpclient.AsyncHTTPClient(force_instance=True, max_clients=1000)
+        self._peers = PeerConnections(self.timeout)
 
     async def stop(self) -> None:
         await super().stop()
-        if self._http is not None:
-            self._http.close()
-            self._http = None
+        if self._peers is not None:
+            self._peers.close()
+            self._peers = None
 
     # -- where to publish, with what secret ------------------------------------------------------
 
@@ -137,35 +142,30 @@ class GatewayHub(PushHub):
         await asyncio.gather(*(self._post(url, body) for url in urls))
 
     async def _post(self, url: str, body: str, retried: bool = False) -> None:
-        if self._http is None:
+        if self._peers is None:
             return  # stopped or crashed: a dead server sends nothing
         await self.shared_secret()
         self.stats["messages_out"] += 1
         self.stats["bytes_out"] += len(body)
-        request = tornado.httpclient.HTTPRequest(
-            url + "/internal/publish", method="POST", body=body,
-            headers={"Content-Type": "application/json", **self.internal.headers()},
-            connect_timeout=self.timeout, request_timeout=self.timeout)
         try:
-            response = await self._http.fetch(request, raise_error=False)
-        except Exception as exc:  # refused, timed out, unreachable (Tornado raises these even so)
-            self.stats["publish_failed"] += 1
+            status, answer = await self._peers.post(url, "/internal/publish", body.encode(),
+                                                    {"Content-Type": "application/json", **self.internal.headers()})
+        except (OSError, tornado.iostream.StreamClosedError, asyncio.TimeoutError, ValueError) as exc:
+            self.stats["publish_failed"] += 1  # refused, timed out, unreachable
             log.info("%s: publish to %s failed: %r", self.app.name, url, exc)
-            if self._http is not None:  # not our own stop(): nobody is there
+            if self._peers is not None:  # not our own stop(): nobody is there
                 await self._forget(url)
             return
-        if response.code == 200:
-            self.stats["delivered_remote"] += json.loads(response.body or b"{}").get("delivered", 0)
+        if status == 200:
+            self.stats["delivered_remote"] += json.loads(answer or b"{}").get("delivered", 0)
             return
-        if response.code == 401 and self.internal.from_redis and not retried:
+        if status == 401 and self.internal.from_redis and not retried:
             self.stats["publish_refused"] += 1
             await self.shared_secret(fresh=True)  # the gateway may have restarted with a new secret
             await self._post(url, body, retried=True)
             return
-        self.stats["publish_refused" if response.code == 401 else "publish_failed"] += 1
-        log.info("%s: publish to %s failed: %s", self.app.name, url, response.error)
-        if response.code == 599:
-            await self._forget(url)
+        self.stats["publish_refused" if status == 401 else "publish_failed"] += 1
+        log.info("%s: publish to %s failed: %s %s", self.app.name, url, status, answer[:200])
 
     async def _forget(self, url: str) -> None:
         """A gateway that does not answer: drop its announcement (a crashed process cannot)."""

@@ -40,6 +40,15 @@ The forwards travel on kept-alive HTTP/1.1 connections between the servers
 (:class:`PeerConnections`): a new TCP connection per message would add a handshake to every
 confirm.
 
+The lookup, cached: a forward must not wait for the ``SMEMBERS`` round trip when this server
+already knows the answer. Each server keeps the holders its last lookup of a ticket found
+(``holders_cache``, bounded) and forwards to them at once, *while* the lookup runs; the lookup
+still runs every time and stays the truth: a holder it names that the cache lacked (the channel
+moved to another server, a second tab) gets the forward as soon as the answer is in, and the
+cache is replaced by the answer. A cached holder that no longer holds the channel answers
+``delivered: 0`` (``stats["forward_missed"]``), harmless; the browser's channel shows each
+version once anyway. So a guess can only add a wasted forward, never lose one.
+
 Closing the registration gap: a channel registers here synchronously, the ``SADD`` takes a
 round trip. After Redis acknowledges it, this hub reads the ticket once more ("catch-up") and
 delivers it if newer, so a change that raced the registration is not lost.
@@ -47,7 +56,8 @@ delivers it if newer, so a change that raced the registration is not lost.
 Counted in ``stats``: ``redis_commands`` (SADD/PEXPIRE/SREM/SMEMBERS, catch-up reads),
 ``forwards``, ``messages_out``/``bytes_out`` (forwarded requests), ``messages_in``/``bytes_in``
 (received by ``/internal/deliver``), ``forward_failed``, ``stale_removed``, ``no_holder``,
-``delivered_here`` (the changer held the channel itself), ``refused`` (bad secret).
+``delivered_here`` (the changer held the channel itself), ``forwarded_before_lookup`` (sent to a
+cached holder without waiting for the lookup), ``refused`` (bad secret).
 """
 from __future__ import annotations
 
@@ -55,6 +65,7 @@ import asyncio
 import json
 import logging
 import urllib.parse
+from collections import OrderedDict
 
 import tornado.iostream
 import tornado.tcpclient
@@ -84,6 +95,9 @@ class RegistryHub(PushHub):
         self._changed = asyncio.Event()
         self._registrar: asyncio.Task | None = None
         self._peers = PeerConnections(self.forward_timeout)
+        # ticket -> holders (other servers) at this server's last lookup; see "The lookup, cached"
+        self.holders_cache: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self.cache_size = int(settings.get("registry_cache_size", 10_000))
 
     @property
     def secret(self) -> str:
@@ -181,15 +195,32 @@ class RegistryHub(PushHub):
         if ticket in self.channels:  # held here (too): no lookup needed for this server
             self.stats["delivered_here"] += 1
             self.deliver_local(event)
-        holders = await self.app.redis.smembers(self.key_of(ticket))
-        self.stats["redis_commands"] += 1
-        others = sorted(set(holders) - {self.internal_url})
-        if not others and ticket not in self.channels:
-            self.stats["no_holder"] += 1
-            self.stats["undelivered"] += 1
-            return
         body = json.dumps(event, separators=(",", ":"))
-        await asyncio.gather(*(self._send(url, ticket, event, body) for url in others))
+        # The holders this server found last time: forward to them at once, while the lookup runs.
+        guessed = self.holders_cache.get(ticket, frozenset())
+        early = [asyncio.ensure_future(self._send(url, ticket, event, body)) for url in sorted(guessed)]
+        self.stats["forwarded_before_lookup"] += len(early)
+        try:
+            holders = await self.app.redis.smembers(self.key_of(ticket))
+            self.stats["redis_commands"] += 1
+            others = set(holders) - {self.internal_url}
+            self._remember(ticket, others)
+            if not others and ticket not in self.channels:
+                self.stats["no_holder"] += 1
+                self.stats["undelivered"] += 1
+                return
+            # Holders the guess missed (the channel moved, or a second tab): forward now.
+            await asyncio.gather(*(self._send(url, ticket, event, body) for url in sorted(others - guessed)))
+        finally:
+            await asyncio.gather(*early)
+
+    def _remember(self, ticket: str, holders: set[str]) -> None:
+        """Keep the latest lookup of ``ticket`` (bounded: the oldest entries go first)."""
+        self.holders_cache.pop(ticket, None)
+        if holders:
+            self.holders_cache[ticket] = frozenset(holders)
+            while len(self.holders_cache) > self.cache_size:
+                self.holders_cache.popitem(last=False)
 
     async def _send(self, url: str, ticket: str, event: Event, body: str) -> None:
         self.stats["forwards"] += 1
@@ -202,6 +233,7 @@ class RegistryHub(PushHub):
             # Nobody there (connection refused, or no answer in time): the entry is stale.
             self.stats["forward_failed"] += 1
             log.info("%s: forward of %s v%s to %s failed: %r", self.app.name, ticket, event.get("version"), url, exc)
+            self._remember(ticket, set(self.holders_cache.get(ticket, ())) - {url})
             await self.app.redis.srem(self.key_of(ticket), url)
             self.stats["redis_commands"] += 1
             self.stats["stale_removed"] += 1
