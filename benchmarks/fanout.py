@@ -5,7 +5,7 @@ Usage (from the repository root)::
     python -m benchmarks.fanout --quick                     # K = 200, seconds
     python -m benchmarks.fanout --subscribers 10000         # the full size (a few minutes)
 
-Three servers, each in a process of its own, each with K subscribers of one kind at a time
+Four servers, each in a process of its own, each with K subscribers of one kind at a time
 (SSE, WebSocket), then both kinds at once:
 
 - ``ours``: the feed server, ``python -m servers feed --port 0`` (outboxes, replay buffer,
@@ -13,7 +13,9 @@ Three servers, each in a process of its own, each with K subscribers of one kind
 - ``bare``: the smallest Tornado broadcast that does the same job (:func:`bare_app`, about 20
   lines): what our instrumentation is measured against;
 - ``websockets``: the ``websockets`` library's ``serve`` + ``broadcast``, the peer a user might
-  pick instead (WebSocket only; it does not serve SSE).
+  pick instead (WebSocket only; it does not serve SSE);
+- ``floor``: a raw asyncio server making exactly one ``socket.send`` of one pre-encoded frame per
+  subscriber (:func:`serve_floor`): the least any Python server can do per delivery.
 
 The subscribers are raw asyncio connections in several worker processes (``--worker``), each
 from its own loopback source addresses (127.0.0.2, 127.0.0.3, ...; at most 2,000 connections per
@@ -26,8 +28,9 @@ one); the summary takes their median.
 
 Writes ``fanout.csv`` (one row per event) and ``fanout_summary.csv`` (per server and kind, with
 ``vs_bare`` = bare's time / this server's time, i.e. throughput relative to the bare handler,
-``vs_websockets`` likewise, and ``cpu_vs_bare``/``cpu_vs_websockets``, the same ratios on the
-server's CPU seconds per event, steadier on a busy machine) under ``benchmarks/results/`` (or ``--out``).
+``vs_websockets`` and ``vs_floor`` likewise, ``cpu_vs_*``, the same ratios on the server's CPU
+seconds per event, steadier on a busy machine, and ``rss_kb_per_connection``, the server's resident
+memory per held connection) under ``benchmarks/results/`` (or ``--out``).
 
 A process may hold at most RLIMIT_NOFILE descriptors (the hard limit here is what the machine
 allows); the mixed scenario uses K per kind when 2K fit under it, else as many as fit.

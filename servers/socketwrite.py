@@ -11,8 +11,8 @@ and waits for the socket as usual). Bytes never overtake bytes already queued in
 :func:`send_now` returns ``None`` when the socket took every byte, else the stream's future for
 the rest; it raises ``StreamClosedError`` on a closed stream, like ``IOStream.write``.
 
-It reads three private attributes of Tornado's ``IOStream`` (``_write_buffer``,
-``_connecting``, ``_total_write_index``/``_total_write_done_index``), pinned by
+It reads private attributes of Tornado's ``IOStream`` (``_connecting``, and
+``_total_write_index``/``_total_write_done_index``: equal when no byte waits), pinned by
 ``tests/test_tornado_private_api.py``; on a stream without them (TLS, another version) it
 simply calls ``write``.
 """
@@ -29,7 +29,8 @@ def send_now(stream: Any, data: bytes) -> "Any | None":
     """Send ``data`` on ``stream`` now if it can go straight out; the future of the rest, or ``None``."""
     if stream.closed():
         raise StreamClosedError(real_error=getattr(stream, "error", None))
-    if type(stream) is not IOStream or stream._connecting or stream._write_buffer:
+    # Bytes already waiting in the stream: everything it was given is not yet written.
+    if type(stream) is not IOStream or stream._connecting or stream._total_write_index != stream._total_write_done_index:
         return stream.write(data)  # TLS, still connecting, or bytes already waiting: the usual path
     try:
         sent = stream.socket.send(data)

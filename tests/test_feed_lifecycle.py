@@ -74,3 +74,31 @@ def test_publish_refuses_data_that_is_not_json():
         with pytest.raises(TypeError, match="JSON"):
             feed.call(lambda app: app.publish({1, 2}))
         assert feed.call(lambda app: app.buffer.last_seq) == 0
+
+
+@pytest.mark.parametrize("route", ["/feed/poll?", "/feed/longpoll?timeout=5&"])
+def test_a_polling_client_naming_the_old_epoch_learns_of_a_restart_at_once(route):
+    """A restarted feed starts its seqs again at 1: a poller's cursor (after=3) from the old run
+    would wait for seq 4 of the new one. Naming the epoch it saw (X-Feed-Epoch), it gets every
+    buffered event at once with a reset notice; without the epoch, the answer is as before."""
+    feed = start_feed(name="poll-restart")
+    for i in range(3):
+        publish(feed, i)
+    first = requests.get(feed.url + "/feed/poll?after=0", timeout=10)
+    old_epoch = first.headers["X-Feed-Epoch"]
+    port = feed.port
+    feed.stop()
+    feed = serve(make_feed_app(name="poll-restart"), port=port)
+    try:
+        publish(feed, "new run")
+        answer = requests.get(f"{feed.url}{route}after=3&epoch={old_epoch}", timeout=10)
+        body = answer.json()
+        assert answer.headers["X-Feed-Epoch"] != old_epoch
+        assert body["reset"] == {"epoch": answer.headers["X-Feed-Epoch"], "first": 1}
+        assert [(e["seq"], e["data"]) for e in body["events"]] == [(1, "new run")]
+        same = requests.get(f"{feed.url}{route}after=0&epoch={answer.headers['X-Feed-Epoch']}", timeout=10).json()
+        assert "reset" not in same and [e["seq"] for e in same["events"]] == [1]
+        if route == "/feed/poll?":  # no epoch: the contract's answer, buffered events after 3 (none)
+            assert requests.get(feed.url + "/feed/poll?after=3", timeout=10).json() == {"events": []}
+    finally:
+        feed.stop()

@@ -97,7 +97,7 @@ def test_connected_with_version_heart_beat_and_served_by(feed, stomp):
 
 @pytest.mark.parametrize("offered, chosen, version", [
     (["v12.stomp", "v11.stomp", "v10.stomp"], "v12.stomp", "1.2"),
-    (["v10.stomp", "v11.stomp", "v12.stomp"], "v10.stomp", "1.2"),  # the client's order (stompjs' own)
+    (["v10.stomp", "v11.stomp", "v12.stomp"], "v10.stomp", "1.2"),  # the client's order, not "the highest"
     (["v11.stomp", "v12.stomp"], "v11.stomp", "1.2"),                # the version: accept-version's
     (["mqtt", "v12.stomp"], "v12.stomp", "1.2"),                      # the first one we speak
     (["v11.stomp"], "v11.stomp", "1.2"), (None, None, "1.2")])

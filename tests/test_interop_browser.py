@@ -86,6 +86,29 @@ def test_eventsource_after_a_feed_restart_sees_a_reset_gap(page):
     assert received[4]["seq"] == 1 and page.evaluate("window.lastSeq") == 1
 
 
+@pytest.mark.parametrize("name", ["poll", "longpoll"])
+def test_polling_pages_after_a_feed_restart_see_a_reset_gap(page, name):
+    """The same restart for the polling pages: they send back the epoch the feed named
+    (X-Feed-Epoch), learn at once that the seqs start again, and show the new run's seq 1."""
+    feed = start_feed(name=f"feed-{name}-restart")
+    for i in range(3):
+        publish(feed, i)
+    page.goto(feed.url + f"/pages/{name}?interval=100")
+    page.wait_for_function("window.lastSeq === 3 && !!window.feedEpoch")
+    port = feed.port
+    feed.stop()
+    feed = serve(make_feed_app(name=f"feed-{name}-restart"), port=port)
+    try:
+        publish(feed, "after the restart")
+        page.wait_for_function("window.received.some(m => m.data === 'after the restart')", timeout=30000)
+        received = page.evaluate("window.received")
+        gap = next(m for m in received if m.get("type") == "gap")
+        assert (gap["reset"], gap["first"]) == (True, 1), gap
+        assert received[-1]["seq"] == 1 and page.evaluate("window.lastSeq") == 1
+    finally:
+        feed.stop()
+
+
 def test_browser_websocket_replay_and_duplex(feed, page):
     publish(feed, "old")
     page.goto(feed.url + "/pages/ws")

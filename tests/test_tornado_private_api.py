@@ -30,6 +30,8 @@ Not underscored but not documented either, so checked the same way:
 - ``HTTP1Connection.stream`` (``handler.request.connection.stream``): ``servers/eventstream.py``,
   ``servers/feed/sse.py``, ``servers/qrlogin/transports.py`` and ``servers/balancer/proxy.py``
   read it to set TCP_NODELAY, to drop a connection at once, and to see whether the client has gone.
+- ``WebSocketProtocol13.server_terminated`` (``True`` once the server sent its close frame):
+  ``servers/feed/ws.py`` reads it instead of ``is_closing()`` on a fan-out's path.
 - ``WebSocketHandler.ws_connection`` with its ``is_closing()``, ``None`` once ``close()`` ran:
   ``servers/feed/ws.py`` and ``servers/qrlogin/transports.py`` test it before writing.
 
@@ -121,6 +123,7 @@ class _ProbeSocket(BaseWebSocketHandler):
         seen["compressor"] = getattr(self.ws_connection, "_compressor", "missing")
         seen["wire_bytes_out"] = getattr(self.ws_connection, "_wire_bytes_out", "missing")
         seen["ws_stream"] = getattr(self.ws_connection, "stream", None)
+        seen["server_terminated"] = getattr(self.ws_connection, "server_terminated", "missing")
         self.write_message("raw frame")
 
 
@@ -169,6 +172,8 @@ def test_websocket_compressor_stream_and_wire_bytes(deflate):
     assert (seen["compressor"] is not None) == deflate, needs(where, "WebSocketProtocol13._compressor (None: no deflate)")
     assert isinstance(seen["wire_bytes_out"], int), needs(where, "WebSocketProtocol13._wire_bytes_out")
     assert isinstance(seen["ws_stream"], tornado.iostream.IOStream), needs(where, "WebSocketProtocol13.stream")
+    assert seen["server_terminated"] is False, needs("servers/feed/ws.py (_send_event)",
+                                                     "WebSocketProtocol13.server_terminated (False while open)")
 
 
 def test_websocket_handle_message_and_get_websocket_protocol():

@@ -5,13 +5,15 @@ seconds (default 30, at most the ``longpoll_max_s`` setting) with nothing new it
 with ``{"events": []}``, and the client asks again. Each held request is a *waiter*: a future in
 ``app.waiters`` that ``publish`` resolves. When the client goes away first,
 ``on_connection_close`` cancels its future, so no waiter leaks (``app.waiter_count`` drops back
-to 0) - the pattern of Tornado's ``demos/chat``.
+to 0) - the pattern of Tornado's ``demos/chat``. ``?epoch=E`` as for ``/feed/poll``
+(:mod:`servers.feed.polling`): a client that names another run of the feed gets a ``reset``
+answer at once instead of waiting for seqs this run may never reach.
 """
 from __future__ import annotations
 
 import asyncio
 
-from servers.feed.polling import NoCacheMixin, events_body
+from servers.feed.polling import NoCacheMixin, events_body, read_events
 from servers.limits import holds_connection
 from servers.web import BaseHandler
 
@@ -28,8 +30,8 @@ class LongPollHandler(NoCacheMixin, BaseHandler):
         app = self.application
         after = self.int_argument("after", default=0, minimum=0)
         timeout = self.float_argument("timeout", default=30.0, minimum=0.0, maximum=app.settings["longpoll_max_s"])
-        events, missed = app.buffer.since(after)
-        if not events and not missed and timeout > 0:
+        body, _ = read_events(self, after)
+        if body is None and timeout > 0:
             self.waiter = app.wait_for_event()
             try:
                 await asyncio.wait_for(self.waiter, timeout)
@@ -39,8 +41,8 @@ class LongPollHandler(NoCacheMixin, BaseHandler):
                 return  # the client went away (on_connection_close): nobody to answer
             finally:
                 app.waiters.discard(self.waiter)
-            events, missed = app.buffer.since(after)
-        self.write_json(events_body(events, missed))
+            body, _ = read_events(self, after)
+        self.write_json(body or events_body([], None))
 
     def on_connection_close(self) -> None:
         if self.waiter is not None:

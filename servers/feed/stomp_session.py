@@ -5,9 +5,10 @@ speak is chosen, since the client lists them "ordered by preference" (RFC 6455 ย
 picks "one of the values", ยง4.2.2). The version is then CONNECT's business: ``accept-version``
 agrees on the highest version both speak (STOMP 1.2, "Protocol Negotiation"), whatever name the
 ``101`` carried. IANA's WebSocket Subprotocol Name Registry lists each name for one version, but
-the clients that offer several list them oldest first (stompjs: ``v10.stomp, v11.stomp,
-v12.stomp``) and rely on ``accept-version``, and Spring's server does exactly this; bounding the
-version by the name would speak STOMP 1.0 (no heart-beats, no NACK) to every such browser. A
+clients that offer several rely on ``accept-version`` (the old ``stomp.js`` of Spring's guides
+offers ``v10.stomp, v11.stomp``; ``@stomp/stompjs`` offers ``v12.stomp, v11.stomp, v10.stomp``),
+and Spring's server does exactly this; bounding the version by the name would speak STOMP 1.0 (no
+heart-beats, no NACK) to every client of the first kind. A
 client that offers no subprotocol is accepted too. Frames may be
 split across WebSocket messages or several may share one (a streaming parser is fed every
 message); text and binary messages are both accepted, since STOMP clients use either. A body is

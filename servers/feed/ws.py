@@ -108,7 +108,9 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         if seq > self.last_sent:
             self.last_sent = seq
         if self.frame_stream is not None:
-            if self.ws_connection is None or self.ws_connection.is_closing():
+            # is_closing() without its calls: a server that sent its close frame sends nothing more
+            # (RFC 6455 §5.5.1); a closed stream raises in send_now
+            if self.ws_connection is None or self.ws_connection.server_terminated:
                 raise tornado.websocket.WebSocketClosedError()
             # The whole frame, encoded once per event for every subscriber (server frames are
             # not masked), straight to the socket when nothing waits before it.

@@ -38,9 +38,16 @@ function show(message) {
   list.insertBefore(li, list.firstChild);
 }
 
-function showBody(body) {           // an HTTP answer {"events": [...], "missed"?: {...}}
-  if (body.missed) show({type: 'gap', missed: body.missed});
+function showBody(body, response) {  // an HTTP answer {"events": [...], "missed"?: {...}, "reset"?: {...}}
+  if (response) window.feedEpoch = response.headers.get('X-Feed-Epoch') || window.feedEpoch;
+  if (body.reset) show({type: 'gap', reset: true, first: body.reset.first, epoch: body.reset.epoch,
+                        missed: body.missed || null});  // the feed restarted: its seqs start again
+  else if (body.missed) show({type: 'gap', missed: body.missed});
   body.events.forEach(show);
+}
+
+function epochQuery() {             // '&epoch=E' once the feed named its run: a restart is noticed
+  return window.feedEpoch ? `&epoch=${encodeURIComponent(window.feedEpoch)}` : '';
 }
 
 async function publishViaHttp(data) {
