@@ -7,21 +7,10 @@ import shutil
 import pytest
 
 import servers
+from lab.chromium import CHROMIUM_ARGS, find_chromium
 
 
-def chromium_path() -> str | None:
-    """Debian's Chromium (or CHROMIUM=path); Playwright drives it through executable_path."""
-    for candidate in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                      shutil.which("google-chrome")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
-
-
-# Flags for root inside a sandbox with no network but loopback (see the machine notes in README).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
+chromium_path = find_chromium  # Debian's Chromium (or CHROMIUM=path); Playwright drives it via executable_path
 
 
 @pytest.fixture(scope="session")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import select
+import secrets
 import signal
 import subprocess
 import sys
@@ -127,16 +128,18 @@ LEAKING_TEST = textwrap.dedent("""
     import subprocess
 
     def test_leaks_a_process():
-        subprocess.Popen(["sleep", "300"])
+        subprocess.Popen(["sleep", "{seconds}"])
 """)
 
 
 def test_the_session_check_names_a_process_left_behind(tmp_path):
+    # A duration no other process on the machine has, so the last check sees only this leak.
+    seconds = f"{300 + secrets.randbelow(10**6) / 10**6:.6f}"
     (tmp_path / "conftest.py").write_text((ROOT / "tests" / "conftest.py").read_text())
-    (tmp_path / "test_leak.py").write_text(LEAKING_TEST)
+    (tmp_path / "test_leak.py").write_text(LEAKING_TEST.replace("{seconds}", seconds))
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
                              str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=120,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode != 0, result.stdout
-    assert "left child processes behind" in result.stdout and "sleep 300" in result.stdout, result.stdout[-3000:]
-    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "300"]]
+    assert "left child processes behind" in result.stdout and f"sleep {seconds}" in result.stdout, result.stdout[-3000:]
+    assert not [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", seconds]]

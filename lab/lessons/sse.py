@@ -17,8 +17,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import socket
 import threading
 import time
@@ -26,6 +24,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from lab.chromium import CHROMIUM_ARGS, HOW_TO_GET_CHROMIUM, find_chromium
 from servers.clients.sse import SSEStream
 from lab.publishing import payload, publish_at_random_times, wait_published
 from lab.measure import delivery_counts
@@ -222,25 +221,6 @@ def reconnect_spikes(run: dict[str, Any]) -> pd.DataFrame:
 
 
 # --- real Chromium: what a browser does that a Python client does not show ---------------------
-
-HOW_TO_GET_CHROMIUM = ("Chromium was not found, so this cell is skipped (the rest of the lesson does not need it). "
-                       "To run it: `apt-get install chromium` (Debian/Ubuntu) or `python -m playwright install "
-                       "chromium`, or set CHROMIUM=/path/to/chrome; the Python package is `pip install playwright`.")
-
-# Flags for a headless Chromium run as root in a container with loopback only (as tests/conftest.py).
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--disable-dev-shm-usage"]
-
-
-def find_chromium() -> str | None:
-    """A Chromium to drive (``CHROMIUM=path``, the system's, or Playwright's own), else ``None``."""
-    for candidate in (os.environ.get("CHROMIUM"), shutil.which("chromium"), shutil.which("chromium-browser"),
-                      shutil.which("google-chrome")):
-        if candidate and os.path.exists(candidate):
-            return candidate
-    return None
-
 
 def in_chromium(work: Callable[[Any], Any], timeout: float = 60) -> Any:
     """Run ``work(page)`` in a fresh headless Chromium; returns what it returns, or ``None`` (and says why).
