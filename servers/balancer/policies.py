@@ -5,7 +5,7 @@ the nginx driver turns each into the nginx directive that does the same job. Kep
 the tests (and a learner) can check each policy's promise directly:
 
 * ``round_robin``: backends in turn; every backend gets every N-th request.
-* ``random``: a backend at random (seedable). Not one of the brief's five: it is what heavy, mixed
+* ``random``: a backend at random (seedable). Kept beside round robin because it is what heavy, mixed
   traffic makes of round robin from one user's point of view. A single simulated user's login is a
   fixed sequence of requests, so under strict ``round_robin`` whether its confirm meets its stream
   is decided by the request count, the same for every login (all fail, or all succeed), whereas
