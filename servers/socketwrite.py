@@ -22,7 +22,7 @@ from typing import Any
 
 from tornado.iostream import IOStream, StreamClosedError
 
-__all__ = ["send_now", "http_chunk", "response_framing", "send_response_chunk", "send_websocket_frame", "can_send_frames"]
+__all__ = ["send_now", "http_chunk", "response_framing", "send_websocket_frame", "can_send_frames"]
 
 
 def send_now(stream: Any, data: bytes) -> "Any | None":
@@ -59,22 +59,6 @@ def response_framing(connection: Any) -> str | None:
     if chunked is None or getattr(connection, "_expected_content_remaining", 0) is not None:
         return None
     return "chunked" if chunked else "raw"
-
-
-def send_response_chunk(connection: Any, data: bytes, chunk: bytes | None = None) -> "Any | None":
-    """Write ``data`` as the next piece of a streamed response whose head is already out.
-
-    What ``HTTP1Connection.write`` does, minus its two futures: framed as a chunk when the
-    response is chunked (``chunk``: ``http_chunk(data)``, precomputed by the caller so that one
-    event is framed once for all), as is when its body simply runs to the close. A response with
-    a ``Content-Length`` takes the usual path (Tornado counts what is left).
-    """
-    framing = response_framing(connection)
-    if framing is None:
-        return connection.write(data)
-    if framing == "chunked":
-        return send_now(connection.stream, chunk if chunk is not None else http_chunk(data))
-    return send_now(connection.stream, data)
 
 
 def send_websocket_frame(ws_connection: Any, frame: bytes) -> "Any | None":

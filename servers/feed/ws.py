@@ -128,7 +128,7 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         conn = self.ws_connection
         if conn is None or conn.is_closing():
             raise tornado.websocket.WebSocketClosedError()
-        if can_send_frames(conn):
+        if self.frame_stream is not None:  # no compression (decided in open())
             return send_websocket_frame(conn, encode_frame(payload, opcode=0x1))
         return self.write_message(payload.decode())
 
