@@ -151,3 +151,21 @@ def test_the_readme_instructor_table_is_the_committed_lesson_sizing():
         "python -m benchmarks.lesson_sizing --readme")
     over = [r["lesson"] for r in rows if float(r["peak_rss_mib"]) > 1024 or float(r["cpu_s"]) > 60]
     assert not over, f"lessons over 1 GiB or 60 CPU-seconds by default (make their defaults smaller): {over}"
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(320)
+def test_load_capacity_steps_count_every_login_and_every_parts_cpu(tmp_path):
+    out = tmp_path / "capacity.csv"
+    _run(["benchmarks.load", "--capacity", "--fixes", "pubsub", "--rates", "4", "8", "--seconds", "2",
+          "--out", str(out)], timeout=300)
+    frame = pd.read_csv(out)
+    assert list(frame["offered_per_s"]) == [4, 8]
+    assert list(frame["logins"]) == [8, 16]  # open loop: rate × seconds, whatever the servers did
+    assert (frame["completed"] + frame["failed"] == frame["logins"]).all()
+    assert frame["completed"].sum() > 0, frame.to_string()
+    # every part did work and is counted, the generator beside the servers
+    for role in ("servers", "redis", "balancer", "generator"):
+        assert (frame[f"{role}_cpu_pct"] > 0).all(), frame.to_string()
+    ok = frame[frame["within_slo"]]
+    assert (ok["failed"] == 0).all() and (ok["login_p99_ms"] < 1000).all()

@@ -100,7 +100,8 @@ def test_hostile_class_gets_nothing_it_did_not_earn_and_leaves_nothing_behind(tm
     for student in sorted(ATTACKS):
         earned = {r["question"]: r["points"] for r in expected[student]}
         given = {r["question"]: r["points"] for r in got[student]}
-        assert given == earned, f"{student} ({ATTACKS[student]}): points {given}, expected {earned}"
+        notes = [r["reason"] for r in got[student] if r["question"] == "(notebook)"]
+        assert given == earned, f"{student} ({ATTACKS[student]}): points {given}, expected {earned}; notes: {notes}"
     # The same file byte for byte: every reason too, including the notes on the kernel hooks.
     assert (out / "gradebook.csv").read_text() == (HOSTILE / EXERCISE / "expected-gradebook.csv").read_text()
     assert "set_custom_exc" in (out / "feedback" / "swallows_errors.md").read_text()

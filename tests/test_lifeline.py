@@ -1,11 +1,16 @@
 """Every child dies with its parent, even a parent killed with SIGKILL (servers.lifeline).
 
-A plain Python process stands in for a notebook kernel: it starts one of each kind of child
-(redis-server, nginx's master and workers, a cluster's servers and the gateway's push tier as
-processes, lesson 06's feed process), says so, and is SIGKILLed. Then nothing it started may be
-left: the test waits for every one of them to end (psutil.wait_procs, bounded by a generous
-timeout). Twice: with the parent-death signal, and with the lifeline pipe alone, which is what
-macOS has.
+A real Jupyter kernel (ipykernel, started by jupyter_client as a notebook server or nbclient
+starts one) runs a cell the way a learner would: a cluster with the gateway fix, its servers and
+push tier as processes, behind nginx where there is one, and lesson 06's feed process. That is
+one of each kind of child: redis-server, nginx's master and workers, ``servers qrlogin``,
+``servers gateway``, ``servers feed``. Then the kernel alone (not its process group) is
+SIGKILLed, and nothing it started may be left: the test waits for every one of them to end
+(psutil.wait_procs, bounded by a generous timeout).
+
+A plain Python process stands in for the kernel twice more, to run the same check with the
+parent-death signal and with the lifeline pipe alone (``use_parent_death_signal = False``),
+which is all that macOS has.
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 from pathlib import Path
@@ -54,36 +60,113 @@ def read_line(stream, timeout: float = 90) -> str:
     return stream.readline()
 
 
+KINDS = {"redis-server", "servers qrlogin", "servers gateway", "servers feed"}  # + nginx's, where there is one
+
+
+def check_children(kernel: subprocess.Popen, info: dict, balancer: str) -> list[psutil.Process]:
+    """Every process below ``kernel``, once its cluster serves: one of each kind, and not one with
+    the Redis password (``info["redis"]``) on its command line."""
+    assert requests.get(info["url"] + "/api/me", timeout=10).status_code == 401  # the cluster serves
+    tree = psutil.Process(kernel.pid).children(recursive=True)
+    commands = [" ".join(p.cmdline()) for p in tree]
+    for kind in KINDS | ({"nginx: master", "nginx: worker"} if balancer == "nginx" else set()):
+        assert any(kind in c for c in commands), f"no {kind} among {commands}"
+    assert not any(info["redis"] in c for c in commands), "the Redis password is on a command line"
+    return tree
+
+
+def kill_and_wait(kernel: subprocess.Popen, tree: list[psutil.Process]) -> None:
+    """SIGKILL the kernel process alone (not its process group), then every one of ``tree`` must end."""
+    kernel.send_signal(signal.SIGKILL)
+    kernel.wait(30)
+    _, alive = psutil.wait_procs(tree, timeout=30)
+    assert alive == [], [" ".join(p.cmdline()) for p in alive]
+
+
+def kill_leftovers(kernel: subprocess.Popen, tree: list[psutil.Process]) -> None:
+    """Whatever a failed test left: the kernel and all below it are killed, so the session's own
+    check (tests/conftest.py) sees this test's failure, not a leak."""
+    try:
+        tree = [*tree, *psutil.Process(kernel.pid).children(recursive=True)]
+    except psutil.Error:  # the kernel is gone (and reaped) already
+        pass
+    for process in tree:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+    kernel.kill()
+    kernel.wait(30)
+
+
+def balancer_here() -> str:
+    return "nginx" if nginx_path() else "python"
+
+
+KERNEL_CELL = textwrap.dedent("""
+    import json
+    from servers.cluster import start_cluster
+    from lab.lessons.comparison import FeedProcess
+    cluster = start_cluster(2, fix="gateway", balancer={balancer!r}, processes=True, name="lifeline")
+    feed = FeedProcess("lifeline-feed")
+    print(json.dumps({{"redis": cluster._redis.password, "url": cluster.url}}))
+""")
+
+
+def run_cell(client, code: str, timeout: float = 90) -> str:
+    """Run ``code`` as a notebook cell; the last line it printed, or a failure with its traceback."""
+    printed, errors = [], []
+
+    def output(msg: dict) -> None:
+        if msg["msg_type"] == "stream" and msg["content"]["name"] == "stdout":
+            printed.append(msg["content"]["text"])
+        elif msg["msg_type"] == "error":
+            errors.append("\n".join(msg["content"]["traceback"]))
+
+    reply = client.execute_interactive(code, timeout=timeout, output_hook=output, allow_stdin=False)
+    assert reply["content"]["status"] == "ok", "the cell failed in the kernel:\n" + "\n".join(errors)
+    return "".join(printed).strip().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_killed_jupyter_kernel_leaves_nothing_behind():
+    from jupyter_client.manager import KernelManager
+
+    balancer = balancer_here()
+    with tempfile.TemporaryDirectory(prefix="spl-kernel-") as ipc_dir:  # IPC sockets, as grading.lessons
+        km = KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(ipc_dir) / "kernel"),
+                           connection_file=str(Path(ipc_dir) / "kernel.json"))
+        km.start_kernel(cwd=str(ROOT))
+        kernel = km.provisioner.process  # the ipykernel process itself
+        client = km.client()
+        client.start_channels()
+        tree: list[psutil.Process] = []
+        try:
+            client.wait_for_ready(timeout=90)
+            info = json.loads(run_cell(client, KERNEL_CELL.format(balancer=balancer)))
+            tree = check_children(kernel, info, balancer)
+            kill_and_wait(kernel, tree)
+        finally:
+            client.stop_channels()
+            kill_leftovers(kernel, tree)
+            km.cleanup_resources()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("mode", ["signal", "watchdog"])
 def test_a_killed_kernel_leaves_nothing_behind(mode):
-    balancer = "nginx" if nginx_path() else "python"
+    balancer = balancer_here()
     kernel = subprocess.Popen([sys.executable, "-c", STAND_IN_KERNEL, mode, balancer], cwd=ROOT, text=True,
                               stdout=subprocess.PIPE)
     tree: list[psutil.Process] = []
     try:
         line = read_line(kernel.stdout)
         assert line, "the stand-in kernel failed to start its children"
-        info = json.loads(line)
-        assert requests.get(info["url"] + "/api/me", timeout=10).status_code == 401  # the cluster serves
-        tree = psutil.Process(kernel.pid).children(recursive=True)
-        commands = [" ".join(p.cmdline()) for p in tree]
-        kinds = {"redis-server", "servers qrlogin", "servers gateway", "servers feed"} | (
-            {"nginx: master", "nginx: worker"} if balancer == "nginx" else set())
-        for kind in kinds:
-            assert any(kind in c for c in commands), f"no {kind} among {commands}"
-        assert not any(info["redis"] in c for c in commands), "the Redis password is on a command line"
-        kernel.send_signal(signal.SIGKILL)
-        kernel.wait(30)
-        _, alive = psutil.wait_procs(tree, timeout=30)
-        assert alive == [], [" ".join(p.cmdline()) for p in alive]
+        tree = check_children(kernel, json.loads(line), balancer)
+        kill_and_wait(kernel, tree)
     finally:
-        for process in [*tree, psutil.Process(kernel.pid)] if kernel.poll() is None else tree:
-            try:
-                process.kill()
-            except psutil.Error:
-                pass
-        kernel.wait(30)
+        kill_leftovers(kernel, tree)
+        kernel.stdout.close()
 
 
 def test_a_child_outlives_the_thread_that_started_it():
