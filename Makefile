@@ -30,7 +30,7 @@ lab: $(STAMP)                      ## open the course in JupyterLab (lessons and
 	$(BIN)/jupyter lab $(ROOT_FLAG) --ServerApp.root_dir=. $(LAB_ARGS) notebooks/00-tour.ipynb
 
 test: $(STAMP)                     ## run every test (notebooks included)
-	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 3 $(PYTEST_ARGS)
 
 lessons: $(STAMP)                  ## execute every lesson headless; rendered HTML in build/
 	$(BIN)/python -m grading.lessons build/

@@ -75,7 +75,9 @@ def announce(info: dict[str, Any]) -> None:
 # The two peers: a bare Tornado broadcast, and the websockets library.
 
 def bare_app():
-    """The smallest Tornado app that broadcasts one event to SSE and WebSocket subscribers."""
+    """The smallest Tornado app that broadcasts one event to SSE and WebSocket subscribers, and
+    answers held long polls (``GET /longpoll``: a future per request, cancelled when the client
+    goes away, as in Tornado's ``demos/chat``)."""
     import tornado.web
     import tornado.websocket
 
@@ -100,6 +102,23 @@ def bare_app():
         def on_close(self):
             self.application.ws.discard(self)
 
+    class LongPoll(tornado.web.RequestHandler):
+        waiter = None
+
+        async def get(self):
+            self.waiter = asyncio.get_running_loop().create_future()
+            self.application.waiters.add(self.waiter)
+            try:
+                data = await self.waiter
+            except asyncio.CancelledError:
+                return  # the client went away
+            self.write(data)
+
+        def on_connection_close(self):
+            if self.waiter is not None:
+                self.application.waiters.discard(self.waiter)
+                self.waiter.cancel()
+
     class Publish(tornado.web.RequestHandler):
         def post(self):
             data = self.request.body.decode()
@@ -112,10 +131,13 @@ def bare_app():
                     handler.write_message(data)
                 except tornado.websocket.WebSocketClosedError:
                     pass
+            waiters, self.application.waiters = self.application.waiters, set()
+            for waiter in waiters:
+                waiter.done() or waiter.set_result(data)
             self.set_status(201)
 
-    app = tornado.web.Application([("/sse", SSE), ("/ws", WS), ("/publish", Publish)])
-    app.sse, app.ws = set(), set()
+    app = tornado.web.Application([("/sse", SSE), ("/ws", WS), ("/longpoll", LongPoll), ("/publish", Publish)])
+    app.sse, app.ws, app.waiters = set(), set(), set()
     return app
 
 
@@ -163,7 +185,8 @@ async def serve_floor() -> None:
 
     ``GET /sse``: a 200 with ``Content-Type: text/event-stream`` and no chunking (the body runs to
     the close); ``GET /ws`` with an ``Upgrade``: a 101 with the RFC 6455 accept key;
-    ``GET /publish?<data>``: the event to every subscriber, then a 201.
+    ``GET /longpoll``: held, nothing written, until a publish answers it (one whole response, then
+    the close); ``GET /publish?<data>``: the event to every subscriber, then a 201.
     """
     import base64
     import hashlib
@@ -172,7 +195,7 @@ async def serve_floor() -> None:
 
     from servers.wire.websocket import encode_frame
 
-    subscribers: dict[str, list[socket.socket]] = {"sse": [], "ws": []}
+    subscribers: dict[str, list[socket.socket]] = {"sse": [], "ws": [], "longpoll": []}
     loop = asyncio.get_running_loop()
 
     async def handle(conn: socket.socket) -> None:
@@ -188,7 +211,9 @@ async def serve_floor() -> None:
         headers = {k.strip().lower(): v.strip() for k, _, v in (f.partition(":") for f in fields)}
         if path.startswith("/publish"):
             data = urllib.parse.unquote(path.partition("?")[2]).encode()
-            frames = {"sse": b"data: " + data + b"\n\n", "ws": encode_frame(data, opcode=0x1)}
+            frames = {"sse": b"data: " + data + b"\n\n", "ws": encode_frame(data, opcode=0x1),
+                      "longpoll": b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b" % (
+                          len(data), data)}
             for kind, socks in subscribers.items():
                 frame = frames[kind]
                 for sock in socks:
@@ -196,6 +221,9 @@ async def serve_floor() -> None:
                         sock.send(frame)  # the one system call per subscriber
                     except OSError:
                         pass
+            for sock in subscribers["longpoll"]:  # a long poll gets one answer
+                sock.close()
+            subscribers["longpoll"].clear()
             await loop.sock_sendall(conn, b"HTTP/1.1 201 Created\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
             conn.close()
         elif headers.get("upgrade", "").lower() == "websocket":
@@ -204,6 +232,8 @@ async def serve_floor() -> None:
             await loop.sock_sendall(conn, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
                                           b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n")
             subscribers["ws"].append(conn)
+        elif path.startswith("/longpoll"):
+            subscribers["longpoll"].append(conn)  # held: the request is read, nothing is written
         else:
             await loop.sock_sendall(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
                                           b"Cache-Control: no-cache\r\nConnection: close\r\n\r\n")
@@ -319,6 +349,8 @@ class Subscriber(asyncio.Protocol):
 
 
 class Worker:
+    subscriber = Subscriber  # the protocol of each connection (benchmarks.idle has others)
+
     def __init__(self, url: str, kind: str, path: str, count: int, sources: str, parallel: int) -> None:
         from urllib.parse import urlsplit
 
@@ -354,8 +386,8 @@ class Worker:
             async with gate:
                 for attempt in range(5):
                     try:
-                        _, proto = await loop.create_connection(lambda: Subscriber(request, self), self.host, self.port,
-                                                                local_addr=(source, 0))
+                        _, proto = await loop.create_connection(lambda: self.subscriber(request, self), self.host,
+                                                                self.port, local_addr=(source, 0))
                         await asyncio.wait_for(proto.connected, 30)
                         self.subscribers.append(proto)
                         return
@@ -379,15 +411,21 @@ class Worker:
                 "median": times[len(times) // 2] if times else None}
 
 
+async def stdin_lines():
+    """The commands a :class:`Child` sends on stdin, one stripped line at a time, until it closes."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        yield line
+
+
 async def run_worker(args: argparse.Namespace) -> None:
     raise_open_file_limit()
     worker = Worker(args.url, args.kind, args.path, args.count, args.sources, args.parallel)
     await worker.connect_all()
     announce({"ready": len(worker.subscribers)})
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := (await reader.readline()).decode().strip():
+    async for line in stdin_lines():
         command, _, value = line.partition(" ")
         if command == "report":
             announce(await worker.report(int(value), args.timeout))

@@ -179,8 +179,9 @@ def capacity_runs(fix: str, rates: list[float], seconds: float, workers: int, ba
             rows.append(capacity_row(fix, balancer, rate, seconds, records, cpu, machine, wall, slo_ms))
             verbose and print("  " + ", ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}"
                                                for k, v in rows[-1].items()), file=sys.stderr, flush=True)
-            if rows[-1]["login_p99_ms"] > 5 * slo_ms or rows[-1]["completed"] < 0.5 * rows[-1]["logins"]:
-                break  # far past saturation: higher rates only queue more
+            far_past = [r["login_p99_ms"] > 5 * slo_ms or r["completed"] < 0.5 * r["logins"] for r in rows[-2:]]
+            if len(far_past) == 2 and all(far_past):
+                break  # two steps far past saturation (one may be a burst of other work): higher rates only queue more
     return rows
 
 

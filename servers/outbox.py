@@ -30,8 +30,9 @@ class Outbox:
     """A FIFO of messages with a limit, that a single sender drains with ``await get()``.
 
     Memory per connection counts (thousands are held open): the queue itself is made only when
-    a message has to wait (an empty ``deque`` is 760 bytes), and ``__slots__`` drop the
-    attribute dictionary.
+    a message has to wait and dropped again once it is drained (an empty ``deque`` is 760 bytes,
+    and a STOMP session, whose sender waits on :meth:`get`, would otherwise keep one from its
+    first frame on), and ``__slots__`` drop the attribute dictionary.
     """
 
     __slots__ = ("limit", "closed", "_items", "_waiter")
@@ -68,13 +69,17 @@ class Outbox:
 
     def pop(self) -> Any:
         """The next message, or ``None`` when nothing is queued (never waits)."""
-        return self._items.popleft() if self._items else None
+        if self._items:
+            return self._items.popleft()
+        self._items = None  # drained: no empty queue is kept
+        return None
 
     async def get(self) -> Any:
         """The next message, waiting for one; ``None`` when closed."""
         while not self._items:
             if self.closed:
                 return None
+            self._items = None  # drained: no empty queue is kept while the sender waits
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter

@@ -77,12 +77,14 @@ def plot_capacity(frame: pd.DataFrame, slo_ms: float = 1000.0, title: str = ""):
     ax.axhline(slo_ms, color="grey", linestyle="--", linewidth=1)
     ax.annotate(f"{slo_ms / 1000:g} s", (frame["offered_per_s"].min(), slo_ms), textcoords="offset points",
                 xytext=(2, 3), fontsize=8, color="grey")
-    first = frame[frame["fix"] == frame["fix"].iloc[0]]
+    fix = frame["fix"].iloc[0]
+    first = frame[frame["fix"] == fix]
     parts = [c.removesuffix("_cpu_pct") for c in CPU_COLUMNS]
-    first = first.rename(columns=dict(zip(CPU_COLUMNS, parts))).assign(rate=first["offered_per_s"].map("{:g}".format))
-    bars = plot_bars(first, "rate", parts, stacked=True, xlabel="offered logins (per s)",
-                     ylabel="CPU (% of one core)", title=f"{title}where the CPU went ({first['fix'].iloc[0]})")
     cores = first["cpus"].iloc[0] if "cpus" in first else os.cpu_count()
+    first = (first[CPU_COLUMNS].set_axis(parts, axis=1)  # only these: the frame has a "balancer" column too
+             .assign(rate=first["offered_per_s"].map("{:g}".format)))
+    bars = plot_bars(first, "rate", parts, stacked=True, xlabel="offered logins (per s)",
+                     ylabel="CPU (% of one core)", title=f"{title}where the CPU went ({fix})")
     bars.axhline(100 * cores, color="grey", linestyle="--", linewidth=1, label=f"all {cores} cores")
     bars.legend(fontsize=8)
     return ax, bars

@@ -83,10 +83,11 @@ class SSEHandler(EventStreamMixin, BaseHandler):
                 self.write(self._encoded(event))
             # From here on each event is written the moment it is published (servers.outbox),
             # after what is buffered above: deliver() cannot run before the flush below yields.
-            self.sender = Sender(self.outbox, self._write, lambda error: self._end())
+            # bound methods, not closures: a lambda over self is three objects per connection
+            self.sender = Sender(self.outbox, self._write, self._write_failed)
             await self.flush()
             self.wrote()
-            self.start_heartbeats(lambda: self.sender.send(HEARTBEAT))  # refused only when already too slow
+            self.start_heartbeats(self._queue_heartbeat)
             await self.ended
         except StreamClosedError:
             pass
@@ -113,6 +114,12 @@ class SSEHandler(EventStreamMixin, BaseHandler):
             return send_now(self.request.connection.stream, data)
         self.write(data)  # e.g. compress_response: Tornado transforms the chunk
         return self.flush()
+
+    def _queue_heartbeat(self) -> None:
+        self.sender.send(HEARTBEAT)  # refused only when already too slow
+
+    def _write_failed(self, error: BaseException) -> None:
+        self._end()
 
     def deliver(self, event: dict) -> None:
         if not self.sender.send(event) and not self.outbox.closed:

@@ -162,6 +162,7 @@ class StompWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
                     await self.write_message(data, binary=True)
                 else:
                     await self.write_message(text)
+                item = data = text = None  # the frame is out: not kept while the next one is awaited
         except tornado.websocket.WebSocketClosedError:
             pass
 

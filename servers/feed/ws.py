@@ -55,11 +55,12 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
     sender: Sender | None = None
     frame_stream: Any = None
 
-    async def get(self, *args: Any, **kwargs: Any) -> None:
+    def prepare(self) -> None:
+        # Checked here, not in an override of get(): Tornado's get() runs for as long as the
+        # WebSocket is open, and an override would hold one more coroutine per connection.
         raw = self.get_argument("after", None)
         if raw is not None and not (raw.isdigit()):
             raise ApiError(400, "bad_argument", f"Query argument 'after' must be an integer >= 0, not {raw!r}.")
-        await super().get(*args, **kwargs)
 
     def open(self) -> None:
         if not self.take_connection_slot():  # closed with 1013 (servers.limits)
@@ -69,7 +70,7 @@ class FeedWebSocketHandler(LimitedWebSocketMixin, BaseWebSocketHandler):
         self.outbox = Outbox(self.application.settings["outbox_limit"])
         # Each message is written the moment it is queued (servers.outbox); a failed write
         # means the connection is gone, and on_close cleans up.
-        self.sender = Sender(self.outbox, self._write, lambda error: None)
+        self.sender = Sender(self.outbox, self._write, _ignore)
         # Frames go out as bytes encoded once per event when no compression was negotiated
         # (decided at the handshake, so once per connection): servers.socketwrite.
         self.frame_stream = self.ws_connection.stream if can_send_frames(self.ws_connection) else None
@@ -171,6 +172,10 @@ def _utf8_json(event: dict) -> bytes:
 
 def _text_frame(event: dict) -> bytes:
     return encode_frame(_utf8_json(event), opcode=0x1)
+
+
+def _ignore(error: BaseException) -> None:
+    """A failed write: nothing to do here (on_close cleans up). One function for every connection."""
 
 
 def _error(code: str, detail: str) -> dict:
