@@ -126,23 +126,3 @@ try:
     _hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 except ImportError:  # pragma: no cover - hypothesis is a test dependency
     pass
-
-
-# The longest tests first. `make test` runs pytest -n 3, and xdist deals the first quarter of the
-# tests out to the workers in turn, in collection order: a grading test of several minutes that
-# starts last keeps one worker busy long after the others are done. The ranks come from
-# `pytest --durations=40` (the known-answer harness of exercises 06-09 takes 1-3.5 minutes each).
-HEAVIEST_EXERCISES = ("06-", "07-", "09-", "08-")
-
-
-def _rank(item) -> int:
-    if item.originalname == "test_known_answers_are_graded_as_expected":
-        stem = item.callspec.params.get("stem", "")
-        return 0 if stem.startswith(HEAVIEST_EXERCISES) else 1
-    if item.get_closest_marker("notebook"):
-        return 2
-    return 3 if item.get_closest_marker("slow") else 4
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=_rank)  # stable: the order within a rank is the collection order
