@@ -185,6 +185,17 @@ def capacity_runs(fix: str, rates: list[float], seconds: float, workers: int, ba
     return rows
 
 
+def default_balancer() -> str:
+    """nginx, the real balancer, if it is installed; else ours, saying so."""
+    try:
+        find_nginx()
+        return "nginx"
+    except NginxMissing:
+        print("nginx is not installed: the Python balancer stands in (the README says how to install nginx)",
+              file=sys.stderr)
+        return "python"
+
+
 def capacity(args: argparse.Namespace, redis_url: str) -> pd.DataFrame:
     out = args.out or RESULTS / "load_capacity.csv"
     rows: list[dict[str, Any]] = []
@@ -227,11 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slo-ms", type=float, default=1000.0, help="--capacity: the p99 login time to stay under")
     args = parser.parse_args(argv)
     if args.capacity:
-        if args.balancer is None:
-            try:
-                args.balancer = find_nginx() and "nginx"
-            except NginxMissing:
-                args.balancer = "python"
+        args.balancer = args.balancer or default_balancer()
         args.give_up = args.give_up or 10.0
         redis = start_redis()
         try:

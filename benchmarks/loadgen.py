@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks.fanout import Child  # noqa: E402
+from benchmarks.fanout import Child, announce, stdin_lines  # noqa: E402
 from servers import lifeline  # noqa: E402
 from servers.bounds import raise_open_file_limit  # noqa: E402
 
@@ -75,23 +75,18 @@ async def run_step(url: str, worker: int, rate: float, seconds: float, give_up_s
 
 async def _serve(url: str, worker: int) -> None:
     """The worker's loop: a JSON step per stdin line, its records as one JSON line on stdout."""
-    loop = asyncio.get_running_loop()
-    print(json.dumps({"ready": True}), flush=True)
-    while True:
-        line = await loop.run_in_executor(None, sys.stdin.readline)
-        if not line or line.strip() == "quit":
+    announce({"ready": True})
+    async for line in stdin_lines():
+        if line == "quit":
             return
         step = json.loads(line)
         records = await run_step(url, worker, step["rate"], step["seconds"], step["give_up_s"], step["offset"])
-        print(json.dumps({"records": records}), flush=True)
+        announce({"records": records})
 
 
 class Generator:
-    """``workers`` generator processes against ``url``; :meth:`step` runs one arrival rate on all.
-
-    ``pids`` are the workers' (for their CPU time); ``stop()`` ends them (they also die with
-    this process: ``servers.lifeline``).
-    """
+    """``workers`` generator processes against ``url``; :meth:`step` runs one arrival rate on all;
+    ``stop()`` ends them (they also die with this process: ``servers.lifeline``)."""
 
     def __init__(self, url: str, workers: int) -> None:
         self.workers: list[Child] = []
@@ -101,7 +96,6 @@ class Generator:
         except BaseException:
             self.stop()
             raise
-        self.pids = [child.process.pid for child in self.workers]
 
     def step(self, rate: float, seconds: float, give_up_s: float) -> list[dict[str, Any]]:
         """``rate`` logins per second in all, for ``seconds``; every worker's records, concatenated."""

@@ -164,8 +164,9 @@ def test_load_capacity_steps_count_every_login_and_every_parts_cpu(tmp_path):
     assert list(frame["logins"]) == [8, 16]  # open loop: rate × seconds, whatever the servers did
     assert (frame["completed"] + frame["failed"] == frame["logins"]).all()
     assert frame["completed"].sum() > 0, frame.to_string()
-    # every part did work and is counted, the generator beside the servers
+    # every part did work and is counted, the generator beside the servers (summed over the steps:
+    # CPU time is counted in clock ticks, and nginx may spend less than one in a tiny step)
     for role in ("servers", "redis", "balancer", "generator"):
-        assert (frame[f"{role}_cpu_pct"] > 0).all(), frame.to_string()
+        assert frame[f"{role}_cpu_pct"].sum() > 0, frame.to_string()
     ok = frame[frame["within_slo"]]
     assert (ok["failed"] == 0).all() and (ok["login_p99_ms"] < 1000).all()

@@ -11,32 +11,19 @@ draws the p99 against the rate with the 1 s line, and where the CPU went.
 """
 from __future__ import annotations
 
-import importlib
 import os
-import sys
-from pathlib import Path
 
 import pandas as pd
 
+from lab.lessons import ROOT, benchmark
 from lab.plots import plot_bars, plot_lines
 
-__all__ = ["live_capacity", "committed_capacity", "plot_capacity", "benchmark", "COLUMNS", "CPU_COLUMNS"]
+__all__ = ["live_capacity", "committed_capacity", "plot_capacity", "COLUMNS", "CPU_COLUMNS"]
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "benchmarks" / "results" / "load_capacity.csv"
 CPU_COLUMNS = ["servers_cpu_pct", "redis_cpu_pct", "balancer_cpu_pct", "generator_cpu_pct", "other_cpu_pct"]
 COLUMNS = ["fix", "offered_per_s", "achieved_per_s", "completed", "failed", "login_p50_ms", "login_p99_ms",
            "late_p99_ms", "server_cpu_ms_per_login", *CPU_COLUMNS, "machine_cpu_pct", "within_slo"]
-
-
-def benchmark(name: str = "load"):
-    """``benchmarks.<name>`` (``load``, ``loadgen``) from the checkout this package lives in: the
-    benchmarks are scripts of the repository, not an installed package (see :mod:`lab.lessons.fanout`)."""
-    if not (ROOT / "benchmarks" / f"{name}.py").exists():
-        raise RuntimeError(f"this needs the repository's benchmarks/{name}.py beside lab/")
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    return importlib.import_module(f"benchmarks.{name}")
 
 
 def live_capacity(redis_url: str, fixes=("pubsub",), rates=(5, 20), seconds: float = 2.0, workers: int = 2,
@@ -45,20 +32,9 @@ def live_capacity(redis_url: str, fixes=("pubsub",), rates=(5, 20), seconds: flo
     load = benchmark("load")
     rows = []
     for fix in fixes:
-        rows += load.capacity_runs(fix, list(rates), seconds, workers, _balancer(), redis_url, give_up_s, slo_ms,
-                                   None, verbose=False)
+        rows += load.capacity_runs(fix, list(rates), seconds, workers, load.default_balancer(), redis_url, give_up_s,
+                                   slo_ms, None, verbose=False)
     return pd.DataFrame(rows)[COLUMNS].round(1)
-
-
-def _balancer() -> str:
-    from servers.balancer.nginx import NginxMissing, find_nginx
-
-    try:
-        find_nginx()
-        return "nginx"
-    except NginxMissing:
-        print("nginx is not installed: the Python balancer stands in (see the README to install nginx)")
-        return "python"
 
 
 def committed_capacity() -> pd.DataFrame | None:

@@ -22,14 +22,14 @@ replay buffer, slow-consumer bound), ``bare`` (the smallest Tornado broadcast), 
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import pandas as pd
 
+from lab.lessons import ROOT, benchmark
+
 __all__ = ["live_fanout", "committed_fanout", "COLUMNS"]
 
-ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "benchmarks" / "results" / "fanout_summary.csv"
 COLUMNS = ["server", "kind", "subscribers", "time_to_last_ms", "cpu_us_per_subscriber", "kb_per_connection",
            "vs_floor"]
@@ -50,19 +50,6 @@ def _table(rows: pd.DataFrame) -> pd.DataFrame:
                                  "vs_floor": 2})
 
 
-def _benchmark():
-    """``benchmarks.fanout``, from the checkout this package lives in (the benchmarks are scripts of
-    the repository, not an installed package; its servers and workers run from there too)."""
-    try:
-        from benchmarks import fanout
-    except ModuleNotFoundError:
-        if not (ROOT / "benchmarks" / "fanout.py").exists():
-            raise RuntimeError("the live fan-out needs the repository's benchmarks/ folder beside lab/") from None
-        sys.path.insert(0, str(ROOT))
-        from benchmarks import fanout
-    return fanout
-
-
 def live_fanout(subscribers: int = 2000, *, servers=("ours", "bare", "websockets", "floor"), kinds=("ws",),
                 events: int = 5, workers: int = 2) -> pd.DataFrame:
     """Fan one event out to ``subscribers`` connections of each kind, ``events`` times, per server.
@@ -70,7 +57,7 @@ def live_fanout(subscribers: int = 2000, *, servers=("ours", "bare", "websockets
     CPU is the mean over the events (the server's CPU is counted in 10 ms ticks, so a mean over
     several events is steadier than any one); time to the last subscriber is the median.
     """
-    fanout = _benchmark()
+    fanout = benchmark("fanout")
     rows = []
     for server in servers:
         for kind in kinds:
